@@ -1,0 +1,50 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Install the Debian 12 packages that the build and the tests use.
+# Quiet and quick when everything is there already.
+set -eu
+
+here=$(dirname "$0")
+
+# name[:suite] -- packages that must come from bookworm-backports
+packages="
+meson:bookworm-backports
+python3-pycotap:bookworm-backports
+ninja-build libglib2.0-dev libpixman-1-dev libslirp-dev libfdt-dev
+python3-venv flex bison gcc-multilib bzip2 seabios ipxe-qemu ccache
+"
+
+missing=
+backports=
+for entry in $packages; do
+    name=${entry%%:*}
+    if dpkg-query -W -f '${Status}\n' "$name" 2>/dev/null |
+            grep -q 'install ok installed'; then
+        continue
+    fi
+    case "$entry" in
+    *:*) backports="$backports $name" ;;
+    *) missing="$missing $name" ;;
+    esac
+done
+
+# QEMU 10.0 needs meson >= 1.5; bookworm itself has 1.0.
+if dpkg-query -W -f '${Version}\n' meson >/dev/null 2>&1 &&
+        ! dpkg --compare-versions "$(dpkg-query -W -f '${Version}' meson)" \
+            ge 1.5; then
+    backports="$backports meson"
+fi
+
+if [ -z "$missing$backports" ]; then
+    exit 0
+fi
+
+echo "deps: installing$missing$backports"
+"$here/apt-sources.sh"
+export DEBIAN_FRONTEND=noninteractive
+if [ -n "$backports" ]; then
+    apt-get install -y -qq -t bookworm-backports $backports >/dev/null
+fi
+if [ -n "$missing" ]; then
+    apt-get install -y -qq $missing >/dev/null
+fi

@@ -1,0 +1,377 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Keep the patch queue and the overlay in step with a git tree of QEMU.
+
+The repository holds the series in two halves: new files at their QEMU
+path (the overlay) and edits of upstream files as patches under patches/.
+patches/series lists the patches in order; the indented lines under a
+patch name the overlay files that belong to the same commit.
+
+build/src is a git repository whose history is the series itself:
+
+    upstream  QEMU 10.0.2 as Debian ships it
+    base      + patches/local/*.patch (build fixes, never exported)
+    HEAD      + one commit per series entry (patch + its overlay files)
+
+Subcommands:
+    prepare   create or update build/src from the repository
+    refresh   fold edits of upstream files made in build/src into their
+              commits, then write the commits back to the repository
+    import    write the commits base..HEAD of build/src back to the
+              repository (patches/, patches/series and the overlay)
+    export    write the series as git format-patch files to build/series
+    verify    check that the exported series applies to pristine upstream
+              and reproduces build/src exactly
+"""
+
+import argparse
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PATCHES = os.path.join(TOP, 'patches')
+SERIES = os.path.join(PATCHES, 'series')
+LOCAL = os.path.join(PATCHES, 'local')
+BUILD = os.path.join(TOP, 'build')
+SRC = os.path.join(BUILD, 'src')
+WORKTREE = os.path.join(BUILD, 'queue')
+STAMP = 'queue-applied'
+
+SERIES_HEADER = """\
+# The patch queue, applied in this order on top of upstream QEMU 10.0.2.
+# Each line names a patch; the indented lines below it are the overlay
+# files (new files, at their QEMU path in this repository) that belong to
+# the same commit of the exported series.  Written by 'make refresh';
+# edit by hand only to reorder.
+"""
+
+GIT_ID = ['-c', 'user.name=QEMU driver status build',
+          '-c', 'user.email=build@localhost',
+          '-c', 'safe.directory=*']
+
+
+class QueueError(Exception):
+    pass
+
+
+def git(*args, cwd=SRC, check=True, capture=True, env=None):
+    cmd = ['git'] + GIT_ID + list(args)
+    res = subprocess.run(cmd, cwd=cwd, text=True, env=env,
+                         stdout=subprocess.PIPE if capture else None,
+                         stderr=subprocess.PIPE if capture else None)
+    if check and res.returncode != 0:
+        raise QueueError('git %s failed:\n%s%s' %
+                         (' '.join(args), res.stdout or '', res.stderr or ''))
+    return res.stdout if capture else ''
+
+
+def read_series():
+    """Return [(patch, [overlay files])] from patches/series."""
+    entries = []
+    if not os.path.exists(SERIES):
+        return entries
+    with open(SERIES) as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip() or line.lstrip().startswith('#'):
+                continue
+            if line[0].isspace():
+                if not entries:
+                    raise QueueError('%s:%d: overlay file before any patch'
+                                     % (SERIES, lineno))
+                entries[-1][1].append(line.strip())
+            else:
+                entries.append((line.strip(), []))
+    return entries
+
+
+def write_series(entries):
+    with open(SERIES + '.tmp', 'w') as f:
+        f.write(SERIES_HEADER)
+        for patch, files in entries:
+            f.write('\n' + patch + '\n')
+            for name in files:
+                f.write('    ' + name + '\n')
+    os.replace(SERIES + '.tmp', SERIES)
+
+
+def local_patches():
+    if not os.path.isdir(LOCAL):
+        return []
+    return sorted(os.path.join(LOCAL, p) for p in os.listdir(LOCAL)
+                  if p.endswith('.patch'))
+
+
+def queue_digest():
+    """A digest of everything that defines the committed series."""
+    h = hashlib.sha256()
+    for path in local_patches():
+        h.update(open(path, 'rb').read())
+    for patch, files in read_series():
+        h.update(open(os.path.join(PATCHES, patch), 'rb').read())
+        for name in files:
+            h.update(name.encode() + b'\0')
+            h.update(open(os.path.join(TOP, name), 'rb').read())
+    return h.hexdigest()
+
+
+def overlay_files():
+    return [name for _, files in read_series() for name in files]
+
+
+def same_content(a, b):
+    if not os.path.exists(b):
+        return False
+    with open(a, 'rb') as fa, open(b, 'rb') as fb:
+        return fa.read() == fb.read()
+
+
+def copy_overlay(dest, names):
+    """Copy overlay files into dest, leaving unchanged files untouched."""
+    changed = []
+    for name in names:
+        src = os.path.join(TOP, name)
+        dst = os.path.join(dest, name)
+        if same_content(src, dst):
+            continue
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        shutil.copyfile(src, dst)
+        shutil.copymode(src, dst)
+        changed.append(name)
+    return changed
+
+
+def unpack(tarball):
+    """Create build/src with the upstream and base tags."""
+    tmp = SRC + '.tmp'
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    subprocess.run(['tar', '-C', tmp, '--strip-components=1',
+                    '--no-same-owner', '-xf', tarball], check=True)
+    git('init', '-q', '-b', 'queue', cwd=tmp)
+    git('add', '-A', '-f', '.', cwd=tmp)
+    git('commit', '-q', '--no-verify', '-m',
+        'QEMU 10.0.2 as shipped in Debian\'s orig tarball', cwd=tmp)
+    git('tag', 'upstream', cwd=tmp)
+    for path in local_patches():
+        git('am', '-q', '--keep-cr', path, cwd=tmp)
+    git('tag', 'base', cwd=tmp)
+    os.rename(tmp, SRC)
+
+
+def dirty_upstream_files():
+    """Files of build/src that differ from HEAD and are not overlay files."""
+    overlay = set(overlay_files())
+    out = git('status', '--porcelain', '--untracked-files=no')
+    return [line[3:] for line in out.splitlines() if line[3:] not in overlay]
+
+
+def apply_series(tree):
+    """Reset tree to base and commit every series entry on top of it."""
+    git('checkout', '-q', '-f', '--detach', 'base', cwd=tree)
+    for patch, files in read_series():
+        res = subprocess.run(['git'] + GIT_ID +
+                             ['am', '-q', '--keep-cr', '--committer-date-is-author-date',
+                              os.path.join(PATCHES, patch)],
+                             cwd=tree, text=True, capture_output=True)
+        if res.returncode != 0:
+            git('am', '--abort', cwd=tree, check=False)
+            raise QueueError('patch %s does not apply:\n%s%s' %
+                             (patch, res.stdout, res.stderr))
+        if files:
+            copy_overlay(tree, files)
+            git('add', '-f', '--', *files, cwd=tree)
+            git('commit', '-q', '--amend', '--no-edit', '--no-verify',
+                cwd=tree)
+    return git('rev-parse', 'HEAD', cwd=tree).strip()
+
+
+def cmd_prepare(args):
+    if not os.path.isdir(os.path.join(SRC, '.git')):
+        unpack(args.tarball)
+    digest = queue_digest()
+    stamp = os.path.join(SRC, '.git', STAMP)
+    applied = open(stamp).read().strip() if os.path.exists(stamp) else ''
+    if applied != digest:
+        dirty = dirty_upstream_files()
+        if dirty:
+            raise QueueError('build/src has edits that are not in patches/ '
+                             '(run "make refresh" first, or revert them):\n  '
+                             + '\n  '.join(dirty))
+        # Build the new series in a separate worktree, then move build/src
+        # to it: git rewrites only the files that differ, so the next
+        # build recompiles only what the change touched.
+        if not os.path.isdir(WORKTREE):
+            git('worktree', 'add', '-q', '--detach', WORKTREE, 'base')
+        head = apply_series(WORKTREE)
+        git('checkout', '-q', '-f', '--detach', head)
+        with open(stamp, 'w') as f:
+            f.write(digest + '\n')
+    changed = copy_overlay(SRC, overlay_files())
+    for name in changed:
+        print('  overlay  %s' % name)
+
+
+def commits():
+    out = git('rev-list', '--reverse', 'base..HEAD')
+    return out.split()
+
+
+def cmd_import(args):
+    entries = []
+    owner = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for index, rev in enumerate(commits(), 1):
+            subject = git('log', '-1', '--format=%s', rev).strip()
+            status = git('diff-tree', '--no-commit-id', '-r', '--name-status',
+                         '--no-renames', rev)
+            edited, added = [], []
+            for line in status.splitlines():
+                kind, path = line.split('\t', 1)
+                in_upstream = subprocess.run(
+                    ['git'] + GIT_ID + ['cat-file', '-e', 'base:' + path],
+                    cwd=SRC, capture_output=True).returncode == 0
+                if in_upstream:
+                    edited.append(path)
+                elif kind == 'A':
+                    added.append(path)
+                    owner[path] = subject
+                else:
+                    raise QueueError(
+                        '"%s" changes %s, which "%s" adds: a new file '
+                        'belongs to one commit; squash the change into it'
+                        % (subject, path, owner.get(path, '?')))
+            if not edited:
+                raise QueueError('"%s" edits no upstream file (every commit '
+                                 'that adds files also updates MAINTAINERS)'
+                                 % subject)
+            out = git('format-patch', '-1', '--zero-commit', '--no-signature',
+                      '--start-number', str(index), '-o', tmp, rev, '--',
+                      *edited).strip()
+            name = os.path.basename(out)
+            entries.append((name, added))
+        for old in os.listdir(PATCHES):
+            if old.endswith('.patch'):
+                os.remove(os.path.join(PATCHES, old))
+        for name, added in entries:
+            shutil.copyfile(os.path.join(tmp, name),
+                            os.path.join(PATCHES, name))
+            for path in added:
+                dst = os.path.join(TOP, path)
+                os.makedirs(os.path.dirname(dst), exist_ok=True)
+                with open(dst, 'wb') as f:
+                    f.write(subprocess.run(
+                        ['git'] + GIT_ID + ['show', 'HEAD:' + path], cwd=SRC,
+                        capture_output=True, check=True).stdout)
+    write_series(entries)
+    with open(os.path.join(SRC, '.git', STAMP), 'w') as f:
+        f.write(queue_digest() + '\n')
+    for name, added in entries:
+        print('  %s (+%d new files)' % (name, len(added)))
+
+
+def cmd_refresh(args):
+    # Overlay edits made in the repository fold into their commits too.
+    copy_overlay(SRC, overlay_files())
+    out = git('status', '--porcelain', '--untracked-files=no')
+    dirty = [line[3:] for line in out.splitlines()]
+    if not dirty and not args.patch:
+        print('no edits in build/src')
+    for path in dirty:
+        if args.patch:
+            target = args.patch
+        else:
+            target = git('log', '-1', '--format=%H', 'base..HEAD', '--',
+                         path).strip()
+            if not target:
+                raise QueueError('%s is not changed by any patch yet: say '
+                                 'which one with PATCH=NNNN' % path)
+        if re.fullmatch(r'\d{1,4}', target):
+            revs = commits()
+            target = revs[int(target) - 1]
+        git('add', '--', path)
+        git('commit', '-q', '--no-verify', '--fixup=' + target)
+    if dirty:
+        env = dict(os.environ, GIT_SEQUENCE_EDITOR=':')
+        git('rebase', '-q', '-i', '--autosquash', '--autostash', 'base',
+            env=env)
+    cmd_import(args)
+
+
+def cmd_export(args):
+    out = args.output
+    shutil.rmtree(out, ignore_errors=True)
+    git('format-patch', '-q', '--zero-commit', '--no-signature',
+        '--cover-letter', '--cover-from-description=subject', '-o', out,
+        'base..HEAD')
+    cover = os.path.join(out, '0000-cover-letter.patch')
+    text = open(cover).read()
+    blurb = open(os.path.join(PATCHES, 'cover-letter.txt')).read()
+    subject, body = blurb.split('\n', 1)
+    text = text.replace('*** SUBJECT HERE ***', subject.strip())
+    text = re.sub(r'\*\*\* BLURB HERE \*\*\*\n', body.strip() + '\n', text)
+    with open(cover, 'w') as f:
+        f.write(text)
+    print('wrote %d patches to %s' % (len(commits()), out))
+
+
+def cmd_verify(args):
+    """Apply the exported series to pristine upstream with git am."""
+    tree = os.path.join(BUILD, 'verify')
+    if os.path.isdir(tree):
+        git('worktree', 'remove', '--force', tree, check=False)
+        shutil.rmtree(tree, ignore_errors=True)
+    git('worktree', 'add', '-q', '--detach', tree, 'upstream')
+    patches = sorted(os.path.join(args.series, p)
+                     for p in os.listdir(args.series)
+                     if p.endswith('.patch') and not p.startswith('0000-'))
+    res = subprocess.run(['git'] + GIT_ID + ['am', '-q'] + patches,
+                         cwd=tree, text=True, capture_output=True)
+    if res.returncode != 0:
+        raise QueueError('the series does not apply to pristine upstream:\n'
+                         + res.stdout + res.stderr)
+    # Put the local build fixes on top: the result must be build/src.
+    for path in local_patches():
+        git('am', '-q', path, cwd=tree)
+    mine = git('rev-parse', 'HEAD^{tree}', cwd=tree).strip()
+    built = git('rev-parse', 'HEAD^{tree}').strip()
+    if mine != built:
+        diff = git('diff', '--stat', 'HEAD', cwd=tree)
+        raise QueueError('the series on pristine upstream differs from the '
+                         'tree that was built:\n' + diff)
+    git('worktree', 'remove', '--force', tree)
+    print('%d patches apply to pristine upstream 10.0.2 and reproduce the '
+          'built tree' % len(patches))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    sub = parser.add_subparsers(dest='cmd', required=True)
+    p = sub.add_parser('prepare')
+    p.add_argument('--tarball', required=True)
+    p.set_defaults(func=cmd_prepare)
+    p = sub.add_parser('refresh')
+    p.add_argument('--patch', default='')
+    p.set_defaults(func=cmd_refresh)
+    p = sub.add_parser('import')
+    p.set_defaults(func=cmd_import)
+    p = sub.add_parser('export')
+    p.add_argument('--output', default=os.path.join(BUILD, 'series'))
+    p.set_defaults(func=cmd_export)
+    p = sub.add_parser('verify')
+    p.add_argument('--series', default=os.path.join(BUILD, 'series'))
+    p.set_defaults(func=cmd_verify)
+    args = parser.parse_args()
+    try:
+        args.func(args)
+    except QueueError as e:
+        print('queue: %s' % e, file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == '__main__':
+    main()
