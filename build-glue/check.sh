@@ -1,13 +1,11 @@
 #!/bin/sh
 # SPDX-License-Identifier: GPL-2.0-or-later
 # Run the test suites and print each one's summary, then the total.
-# Usage: check.sh OBJ_DIR "QTESTS" "UPSTREAM_QTESTS" "QOS_NODES"
+# Usage: check.sh OBJ_DIR "QTESTS"
 set -u
 
 obj=$(cd "$1" && pwd)
 qtests=$2
-upstream=$3
-qos_nodes=$4
 log=$obj/check-logs
 mkdir -p "$log"
 
@@ -45,19 +43,8 @@ run() {
     fi
 }
 
-for t in $qtests $upstream; do
+for t in $qtests; do
     run "$t" "$obj/tests/qtest/$t"
-done
-
-# e1000-test and virtio-net-test are libqos tests inside qos-test.
-for node in $qos_nodes; do
-    paths=$("$obj/tests/qtest/qos-test" -l | grep "/$node/" |
-            sed "s|\(.*/$node/\).*|\1|" | sort -u)
-    args=
-    for p in $paths; do
-        args="$args -p $p"
-    done
-    run "qos-test:$node" "$obj/tests/qtest/qos-test" $args
 done
 
 echo
