@@ -50,8 +50,8 @@ SERIES_HEADER = """\
 # edit by hand only to reorder.
 """
 
-GIT_ID = ['-c', 'user.name=QEMU driver status build',
-          '-c', 'user.email=build@localhost',
+GIT_ID = ['-c', 'user.name=Driver Status Dev',
+          '-c', 'user.email=dev@localhost',
           '-c', 'safe.directory=*']
 
 
@@ -303,7 +303,7 @@ def cmd_refresh(args):
 
 
 def cmd_export(args):
-    out = args.output
+    out = os.path.abspath(args.output)
     shutil.rmtree(out, ignore_errors=True)
     git('format-patch', '-q', '--zero-commit', '--no-signature',
         '--cover-letter', '--cover-from-description=subject', '-o', out,
@@ -326,8 +326,9 @@ def cmd_verify(args):
         git('worktree', 'remove', '--force', tree, check=False)
         shutil.rmtree(tree, ignore_errors=True)
     git('worktree', 'add', '-q', '--detach', tree, 'upstream')
-    patches = sorted(os.path.join(args.series, p)
-                     for p in os.listdir(args.series)
+    series = os.path.abspath(args.series)
+    patches = sorted(os.path.join(series, p)
+                     for p in os.listdir(series)
                      if p.endswith('.patch') and not p.startswith('0000-'))
     res = subprocess.run(['git'] + GIT_ID + ['am', '-q'] + patches,
                          cwd=tree, text=True, capture_output=True)

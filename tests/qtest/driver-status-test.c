@@ -1,0 +1,612 @@
+/*
+ * QTest for guest driver status reporting (DRIVER_STATUS_CHANGED,
+ * query-driver-status, info driver-status)
+ *
+ * Each test plays the register writes of a device's Linux driver and
+ * checks every event and the query answer after every step.  The event
+ * is rate-limited per device on the virtual clock under qtest, so the
+ * tests step the clock past the one-second window before they look for
+ * an event that may have been held back.
+ *
+ * Copyright (c) 2026 The QEMU driver status authors
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include "libqtest.h"
+#include "libqos/pci-pc.h"
+#include "libqos/virtio.h"
+#include "libqos/virtio-pci.h"
+#include "qobject/qdict.h"
+#include "qobject/qlist.h"
+#include "standard-headers/linux/virtio_config.h"
+
+/* Past the monitor's one-second rate limit window */
+#define THROTTLE_STEP_NS (1100 * 1000 * 1000LL)
+/*
+ * An event held back to the end of a window opens a new window when it
+ * goes out: two windows later, none is open any more.
+ */
+#define SETTLE_NS (2 * THROTTLE_STEP_NS)
+
+#define RTL8139_CHIPCMD     0x37
+#define RTL8139_CMD_RESET   0x10
+#define RTL8139_CMD_RXENB   0x08
+#define RTL8139_CMD_TXENB   0x04
+#define RTL8139_CPCMD       0xe0
+#define RTL8139_CP_RXON     0x0002
+#define RTL8139_CP_TXON     0x0001
+#define RTL8139_CP_MULRW    0x0008
+#define RTL8139_CP_RXCSUM   0x0020
+
+#define E1000_CTRL          0x0000
+#define E1000_CTRL_RST      0x04000000
+#define E1000_RCTL          0x0100
+#define E1000_RCTL_EN       0x00000002
+#define E1000_RCTL_BAM      0x00008000
+#define E1000_TCTL          0x0400
+#define E1000_TCTL_EN       0x00000002
+#define E1000_TCTL_PSP      0x00000008
+
+#define RTL_ARGS   "-device rtl8139,id=rtl0,addr=0x3 "
+#define E1000_ARGS "-device e1000,id=e1k0,addr=0x4 "
+#define VIO_ARGS   "-device virtio-net-pci,id=vio0,addr=0x5"
+#define RTL_PATH   "/machine/peripheral/rtl0"
+#define E1000_PATH "/machine/peripheral/e1k0"
+#define VIO_PATH   "/machine/peripheral/vio0"
+
+typedef struct TestMachine {
+    QTestState *qts;
+    /* DRIVER_STATUS_CHANGED events, oldest first */
+    GQueue events;
+    QPCIBus *pcibus;
+    QPCIDevice *pdev;
+    QPCIBar bar;
+} TestMachine;
+
+/*
+ * libqtest drops events while it waits for another one: keep ours aside
+ * so that every single one is checked.
+ */
+static bool collect_event(QTestState *qts, const char *name, QDict *event,
+                          void *opaque)
+{
+    GQueue *events = opaque;
+
+    if (strcmp(name, "DRIVER_STATUS_CHANGED")) {
+        return false;
+    }
+    g_queue_push_tail(events, qobject_ref(event));
+    return true;
+}
+
+static void machine_start(TestMachine *m, const char *args)
+{
+    g_queue_init(&m->events);
+    m->qts = qtest_initf("-M pc -nodefaults %s", args);
+    qtest_qmp_set_event_callback(m->qts, collect_event, &m->events);
+}
+
+/* Enables the PCI device at @slot and maps its BAR @bar */
+static void machine_start_pci(TestMachine *m, const char *args, int slot,
+                              int bar)
+{
+    machine_start(m, args);
+    m->pcibus = qpci_new_pc(m->qts, NULL);
+    m->pdev = qpci_device_find(m->pcibus, QPCI_DEVFN(slot, 0));
+    g_assert_nonnull(m->pdev);
+    qpci_device_enable(m->pdev);
+    m->bar = qpci_iomap(m->pdev, bar, NULL);
+}
+
+static void machine_stop(TestMachine *m)
+{
+    if (m->pdev) {
+        qpci_iounmap(m->pdev, m->bar);
+        g_free(m->pdev);
+    }
+    if (m->pcibus) {
+        qpci_free_pc(m->pcibus);
+    }
+    qtest_quit(m->qts);
+    g_assert_true(g_queue_is_empty(&m->events));
+}
+
+static QList *query_driver_status(QTestState *qts)
+{
+    QDict *resp = qtest_qmp(qts, "{ 'execute': 'query-driver-status' }");
+    QList *list;
+
+    g_assert(qdict_haskey(resp, "return"));
+    list = qdict_get_qlist(resp, "return");
+    qobject_ref(list);
+    qobject_unref(resp);
+    return list;
+}
+
+/* Checks an event's or a query entry's members; @id NULL: no id */
+static void check_status_dict(QDict *d, const char *id, const char *path,
+                              const char *status)
+{
+    if (id) {
+        g_assert_cmpstr(qdict_get_try_str(d, "device"), ==, id);
+    } else {
+        g_assert_false(qdict_haskey(d, "device"));
+    }
+    g_assert_cmpstr(qdict_get_try_str(d, "qom-path"), ==, path);
+    g_assert_cmpstr(qdict_get_try_str(d, "status"), ==, status);
+}
+
+/* The query answer of a machine with exactly one reporting device */
+static void check_query(QTestState *qts, const char *id, const char *path,
+                        const char *status)
+{
+    QList *list = query_driver_status(qts);
+
+    g_assert_cmpint(qlist_size(list), ==, 1);
+    check_status_dict(qobject_to(QDict, qlist_peek(list)), id, path, status);
+    qobject_unref(list);
+}
+
+/*
+ * Takes the next DRIVER_STATUS_CHANGED event that has already arrived.
+ * A query is a round trip: any event emitted before it has arrived when
+ * it returns, so a missing event fails here instead of hanging.
+ */
+static void check_event(TestMachine *m, const char *id, const char *path,
+                        const char *status)
+{
+    QDict *ev;
+
+    qobject_unref(query_driver_status(m->qts));
+    ev = g_queue_pop_head(&m->events);
+    g_assert_nonnull(ev);
+    check_status_dict(qdict_get_qdict(ev, "data"), id, path, status);
+    qobject_unref(ev);
+}
+
+static void check_no_event(TestMachine *m)
+{
+    qobject_unref(query_driver_status(m->qts));
+    g_assert_true(g_queue_is_empty(&m->events));
+}
+
+/*
+ * After a guest write: let a held-back event out and wait until no
+ * window is open, so that the next write's event goes out at once.
+ * Check that exactly the events @statuses (NULL-terminated) arrived, in
+ * order, and that the query answers the last of them.
+ */
+static void check_step(TestMachine *m, const char *id, const char *path,
+                       const char *const *statuses)
+{
+    const char *last = NULL;
+    int i;
+
+    qtest_clock_step(m->qts, SETTLE_NS);
+    for (i = 0; statuses[i]; i++) {
+        check_event(m, id, path, statuses[i]);
+        last = statuses[i];
+    }
+    check_no_event(m);
+    g_assert_nonnull(last);
+    check_query(m->qts, id, path, last);
+}
+
+#define CHECK_STEP(m, id, path, ...) \
+    check_step(m, id, path, (const char *const[]) { __VA_ARGS__, NULL })
+
+/* A guest write that must not change the status */
+static void check_unchanged(TestMachine *m, const char *id,
+                            const char *path, const char *status)
+{
+    qtest_clock_step(m->qts, SETTLE_NS);
+    check_no_event(m);
+    check_query(m->qts, id, path, status);
+}
+
+/* Unlike qtest_qmp_eventwait(), leaves our events to collect_event() */
+static void wait_event(QTestState *qts, const char *name)
+{
+    QDict *ev;
+
+    while (!(ev = qtest_qmp_event_ref(qts, name))) {
+        qobject_unref(qtest_qmp(qts, "{ 'execute': 'query-status' }"));
+    }
+    qobject_unref(ev);
+}
+
+static void system_reset(QTestState *qts)
+{
+    qtest_qmp_assert_success(qts, "{ 'execute': 'system_reset' }");
+    wait_event(qts, "RESET");
+}
+
+static void rtl8139_chipcmd(TestMachine *m, uint8_t val)
+{
+    qpci_io_writeb(m->pdev, m->bar, RTL8139_CHIPCMD, val);
+}
+
+static void rtl8139_cpcmd(TestMachine *m, uint16_t val)
+{
+    qpci_io_writew(m->pdev, m->bar, RTL8139_CPCMD, val);
+}
+
+/* 8139too: reset through ChipCmd, then enable rx and tx there */
+static void test_rtl8139_8139too(void)
+{
+    TestMachine m = { };
+
+    machine_start_pci(&m, RTL_ARGS, 3, 0);
+    check_query(m.qts, "rtl0", RTL_PATH, "none");
+
+    /* rtl8139_chip_reset() */
+    rtl8139_chipcmd(&m, RTL8139_CMD_RESET);
+    CHECK_STEP(&m, "rtl0", RTL_PATH, "initializing");
+
+    /* rtl8139_hw_start(): "Must enable Tx/Rx before setting ..." */
+    rtl8139_chipcmd(&m, RTL8139_CMD_RXENB | RTL8139_CMD_TXENB);
+    CHECK_STEP(&m, "rtl0", RTL_PATH, "ready");
+
+    /* Only one direction left on */
+    rtl8139_chipcmd(&m, RTL8139_CMD_RXENB);
+    CHECK_STEP(&m, "rtl0", RTL_PATH, "initializing");
+    rtl8139_chipcmd(&m, RTL8139_CMD_RXENB | RTL8139_CMD_TXENB);
+    CHECK_STEP(&m, "rtl0", RTL_PATH, "ready");
+
+    /* rtl8139_close(): "Stop the chip's Tx and Rx DMA processes" */
+    rtl8139_chipcmd(&m, 0);
+    CHECK_STEP(&m, "rtl0", RTL_PATH, "none");
+
+    /* Up again, then the machine resets under the driver */
+    rtl8139_chipcmd(&m, RTL8139_CMD_RESET);
+    CHECK_STEP(&m, "rtl0", RTL_PATH, "initializing");
+    rtl8139_chipcmd(&m, RTL8139_CMD_RXENB | RTL8139_CMD_TXENB);
+    CHECK_STEP(&m, "rtl0", RTL_PATH, "ready");
+    system_reset(m.qts);
+    CHECK_STEP(&m, "rtl0", RTL_PATH, "none");
+
+    machine_stop(&m);
+}
+
+/* 8139cp: reset through ChipCmd, enable rx and tx in the C+ CpCmd */
+static void test_rtl8139_8139cp(void)
+{
+    TestMachine m = { };
+
+    machine_start_pci(&m, RTL_ARGS, 3, 0);
+
+    /* cp_reset_hw() */
+    rtl8139_chipcmd(&m, RTL8139_CMD_RESET);
+    CHECK_STEP(&m, "rtl0", RTL_PATH, "initializing");
+
+    /* cp_start_hw(): CpCmd first, then Cmd */
+    rtl8139_cpcmd(&m, RTL8139_CP_MULRW | RTL8139_CP_RXCSUM |
+                  RTL8139_CP_RXON | RTL8139_CP_TXON);
+    CHECK_STEP(&m, "rtl0", RTL_PATH, "ready");
+    rtl8139_chipcmd(&m, RTL8139_CMD_RXENB | RTL8139_CMD_TXENB);
+    check_unchanged(&m, "rtl0", RTL_PATH, "ready");
+
+    /* cp_stop_hw(): Cmd off first; CpCmd still runs the chip */
+    rtl8139_chipcmd(&m, 0);
+    check_unchanged(&m, "rtl0", RTL_PATH, "ready");
+    rtl8139_cpcmd(&m, 0);
+    CHECK_STEP(&m, "rtl0", RTL_PATH, "none");
+
+    /* Receiver only */
+    rtl8139_cpcmd(&m, RTL8139_CP_RXON);
+    CHECK_STEP(&m, "rtl0", RTL_PATH, "initializing");
+    rtl8139_cpcmd(&m, RTL8139_CP_RXON | RTL8139_CP_TXON);
+    CHECK_STEP(&m, "rtl0", RTL_PATH, "ready");
+
+    system_reset(m.qts);
+    CHECK_STEP(&m, "rtl0", RTL_PATH, "none");
+
+    machine_stop(&m);
+}
+
+static const char *find_status(QList *list, const char *path)
+{
+    const QListEntry *e;
+
+    QLIST_FOREACH_ENTRY(list, e) {
+        QDict *d = qobject_to(QDict, qlist_entry_obj(e));
+
+        if (!strcmp(qdict_get_str(d, "qom-path"), path)) {
+            return qdict_get_str(d, "status");
+        }
+    }
+    g_assert_not_reached();
+    return NULL;
+}
+
+/*
+ * A guest toggling as fast as it can gets one event out at once and one
+ * more, the newest, when the window ends: not one per toggle.
+ */
+static void test_throttle(void)
+{
+    TestMachine m = { };
+    QPCIDevice *e1k;
+    QPCIBar e1k_bar;
+    QList *list;
+    int i;
+
+    machine_start_pci(&m, RTL_ARGS E1000_ARGS, 3, 0);
+    e1k = qpci_device_find(m.pcibus, QPCI_DEVFN(4, 0));
+    g_assert_nonnull(e1k);
+    qpci_device_enable(e1k);
+    e1k_bar = qpci_iomap(e1k, 0, NULL);
+
+    for (i = 0; i < 100; i++) {
+        rtl8139_chipcmd(&m, RTL8139_CMD_RXENB | RTL8139_CMD_TXENB);
+        rtl8139_chipcmd(&m, 0);
+    }
+    rtl8139_chipcmd(&m, RTL8139_CMD_RXENB | RTL8139_CMD_TXENB);
+
+    /* The first change went out at once */
+    check_event(&m, "rtl0", RTL_PATH, "ready");
+    check_no_event(&m);
+
+    /* The window is per device: another device is not held back */
+    qpci_io_writel(e1k, e1k_bar, E1000_CTRL, E1000_CTRL_RST);
+    check_event(&m, "e1k0", E1000_PATH, "initializing");
+    check_no_event(&m);
+
+    /* 0.9 s later still nothing: the window is one second */
+    qtest_clock_step(m.qts, 900 * 1000 * 1000LL);
+    check_no_event(&m);
+
+    /* At the end of the window, only the newest */
+    qtest_clock_step(m.qts, 200 * 1000 * 1000LL);
+    check_event(&m, "rtl0", RTL_PATH, "ready");
+    check_no_event(&m);
+
+    /* Nothing pending: the next window closes silently */
+    qtest_clock_step(m.qts, THROTTLE_STEP_NS);
+    check_no_event(&m);
+
+    list = query_driver_status(m.qts);
+    g_assert_cmpint(qlist_size(list), ==, 2);
+    g_assert_cmpstr(find_status(list, RTL_PATH), ==, "ready");
+    g_assert_cmpstr(find_status(list, E1000_PATH), ==, "initializing");
+    qobject_unref(list);
+
+    qpci_iounmap(e1k, e1k_bar);
+    g_free(e1k);
+    machine_stop(&m);
+}
+
+static void e1000_write(TestMachine *m, uint32_t reg, uint32_t val)
+{
+    qpci_io_writel(m->pdev, m->bar, reg, val);
+}
+
+/* The Linux e1000 driver's e1000_reset_hw(), e1000_configure(), down */
+static void test_e1000(void)
+{
+    TestMachine m = { };
+
+    machine_start_pci(&m, E1000_ARGS, 4, 0);
+    check_query(m.qts, "e1k0", E1000_PATH, "none");
+
+    /* e1000_reset_hw(): quiesce, then global reset */
+    e1000_write(&m, E1000_RCTL, 0);
+    e1000_write(&m, E1000_TCTL, E1000_TCTL_PSP);
+    check_unchanged(&m, "e1k0", E1000_PATH, "none");
+    e1000_write(&m, E1000_CTRL, E1000_CTRL_RST);
+    CHECK_STEP(&m, "e1k0", E1000_PATH, "initializing");
+
+    /* e1000_configure_tx(), then e1000_configure_rx() */
+    e1000_write(&m, E1000_TCTL, E1000_TCTL_PSP | E1000_TCTL_EN);
+    check_unchanged(&m, "e1k0", E1000_PATH, "initializing");
+    e1000_write(&m, E1000_RCTL, E1000_RCTL_BAM);
+    check_unchanged(&m, "e1k0", E1000_PATH, "initializing");
+    e1000_write(&m, E1000_RCTL, E1000_RCTL_BAM | E1000_RCTL_EN);
+    CHECK_STEP(&m, "e1k0", E1000_PATH, "ready");
+
+    /* e1000_down(): receives off, then transmits off */
+    e1000_write(&m, E1000_RCTL, E1000_RCTL_BAM);
+    CHECK_STEP(&m, "e1k0", E1000_PATH, "initializing");
+    e1000_write(&m, E1000_TCTL, E1000_TCTL_PSP);
+    CHECK_STEP(&m, "e1k0", E1000_PATH, "none");
+
+    /* Both changes within one window: only the newest arrives late */
+    e1000_write(&m, E1000_TCTL, E1000_TCTL_PSP | E1000_TCTL_EN);
+    e1000_write(&m, E1000_RCTL, E1000_RCTL_BAM | E1000_RCTL_EN);
+    CHECK_STEP(&m, "e1k0", E1000_PATH, "initializing", "ready");
+
+    system_reset(m.qts);
+    CHECK_STEP(&m, "e1k0", E1000_PATH, "none");
+
+    machine_stop(&m);
+}
+
+/* virtio_dev_probe() up to DRIVER_OK, as libqos drives it */
+static void virtio_bring_up(QVirtioPCIDevice *dev)
+{
+    uint64_t features;
+
+    qvirtio_start_device(&dev->vdev);
+    features = qvirtio_get_features(&dev->vdev) &
+               (1ull << VIRTIO_F_VERSION_1);
+    qvirtio_set_features(&dev->vdev, features);
+    qvirtio_set_driver_ok(&dev->vdev);
+}
+
+static void test_virtio_net(const void *data)
+{
+    const char *transport = data;
+    g_autofree char *args = g_strdup_printf(VIO_ARGS ",%s", transport);
+    QVirtioPCIDevice *dev;
+    QPCIAddress addr = { .devfn = QPCI_DEVFN(5, 0) };
+    TestMachine m = { };
+    uint8_t status;
+
+    machine_start(&m, args);
+    m.pcibus = qpci_new_pc(m.qts, NULL);
+    dev = virtio_pci_new(m.pcibus, &addr);
+    g_assert_nonnull(dev);
+    qvirtio_pci_device_enable(dev);
+    check_query(m.qts, "vio0", VIO_PATH, "none");
+
+    /*
+     * ACKNOWLEDGE goes out at once, DRIVER and FEATURES_OK change
+     * nothing, DRIVER_OK waits for the window to end.
+     */
+    virtio_bring_up(dev);
+    CHECK_STEP(&m, "vio0", VIO_PATH, "initializing", "ready");
+
+    /* Driver unloaded: virtio_reset_device() */
+    qvirtio_reset(&dev->vdev);
+    CHECK_STEP(&m, "vio0", VIO_PATH, "none");
+
+    /* A driver that gives up */
+    qvirtio_start_device(&dev->vdev);
+    CHECK_STEP(&m, "vio0", VIO_PATH, "initializing");
+    status = dev->vdev.bus->get_status(&dev->vdev);
+    dev->vdev.bus->set_status(&dev->vdev, status | VIRTIO_CONFIG_S_FAILED);
+    CHECK_STEP(&m, "vio0", VIO_PATH, "failed");
+    qvirtio_reset(&dev->vdev);
+    CHECK_STEP(&m, "vio0", VIO_PATH, "none");
+
+    /* Up again; stopping and continuing the VM is not the guest's doing */
+    virtio_bring_up(dev);
+    CHECK_STEP(&m, "vio0", VIO_PATH, "initializing", "ready");
+    qtest_qmp_assert_success(m.qts, "{ 'execute': 'stop' }");
+    qtest_qmp_assert_success(m.qts, "{ 'execute': 'cont' }");
+    check_unchanged(&m, "vio0", VIO_PATH, "ready");
+
+    system_reset(m.qts);
+    CHECK_STEP(&m, "vio0", VIO_PATH, "none");
+
+    qvirtio_pci_device_disable(dev);
+    g_free(dev->pdev);
+    g_free(dev);
+    machine_stop(&m);
+}
+
+/* Devices that cannot tell are not listed; no id means no "device" */
+static void test_non_reporting(void)
+{
+    TestMachine m = { };
+    TestMachine m2 = { };
+    QList *list;
+    g_autofree char *out = NULL;
+    g_autofree char *out2 = NULL;
+
+    machine_start(&m, "-device pci-testdev,id=testdev");
+    list = query_driver_status(m.qts);
+    g_assert_cmpint(qlist_size(list), ==, 0);
+    qobject_unref(list);
+    out = qtest_hmp(m.qts, "info driver-status");
+    g_assert_cmpstr(g_strchomp(out), ==,
+                    "No device reports a guest driver status");
+    machine_stop(&m);
+
+    machine_start(&m2, "-device pci-testdev,id=testdev -device e1000");
+    check_query(m2.qts, NULL, "/machine/peripheral-anon/device[0]", "none");
+    out2 = qtest_hmp(m2.qts, "info driver-status");
+    g_assert_cmpstr(g_strchomp(out2), ==,
+                    "/machine/peripheral-anon/device[0]: none");
+    machine_stop(&m2);
+}
+
+static void test_hmp(void)
+{
+    TestMachine m = { };
+    g_autofree char *out = NULL;
+
+    machine_start_pci(&m, RTL_ARGS, 3, 0);
+    rtl8139_chipcmd(&m, RTL8139_CMD_RXENB | RTL8139_CMD_TXENB);
+    check_event(&m, "rtl0", RTL_PATH, "ready");
+    out = qtest_hmp(m.qts, "info driver-status");
+    g_assert_cmpstr(g_strchomp(out), ==, "rtl0 (" RTL_PATH "): ready");
+    machine_stop(&m);
+}
+
+/* The status is rebuilt from migrated registers, without an event */
+static void test_migrate(void)
+{
+    const char *paths[] = { RTL_PATH, E1000_PATH, VIO_PATH };
+    const char *expected[] = { "ready", "initializing", "ready" };
+    g_autofree char *tmpdir = g_dir_make_tmp("driver-status-XXXXXX", NULL);
+    g_autofree char *uri = g_strdup_printf("unix:%s/migsock", tmpdir);
+    g_autofree char *sock = g_strdup_printf("%s/migsock", tmpdir);
+    QPCIAddress addr = { .devfn = QPCI_DEVFN(5, 0) };
+    QVirtioPCIDevice *dev;
+    TestMachine m = { };
+    TestMachine to = { };
+    QList *src, *dst;
+    int i;
+
+    g_assert_nonnull(tmpdir);
+    machine_start_pci(&m, RTL_ARGS E1000_ARGS VIO_ARGS, 3, 0);
+    rtl8139_chipcmd(&m, RTL8139_CMD_RXENB | RTL8139_CMD_TXENB);
+    g_free(m.pdev);
+    m.pdev = qpci_device_find(m.pcibus, QPCI_DEVFN(4, 0));
+    qpci_device_enable(m.pdev);
+    m.bar = qpci_iomap(m.pdev, 0, NULL);
+    e1000_write(&m, E1000_TCTL, E1000_TCTL_EN);
+    dev = virtio_pci_new(m.pcibus, &addr);
+    g_assert_nonnull(dev);
+    qvirtio_pci_device_enable(dev);
+    virtio_bring_up(dev);
+    qtest_clock_step(m.qts, THROTTLE_STEP_NS);
+
+    /* The events of the bring-up are checked by the other tests */
+    src = query_driver_status(m.qts);
+    while (!g_queue_is_empty(&m.events)) {
+        QDict *ev = g_queue_pop_head(&m.events);
+
+        qobject_unref(ev);
+    }
+    g_assert_cmpint(qlist_size(src), ==, 3);
+    for (i = 0; i < ARRAY_SIZE(paths); i++) {
+        g_assert_cmpstr(find_status(src, paths[i]), ==, expected[i]);
+    }
+
+    machine_start(&to, "-incoming defer " RTL_ARGS E1000_ARGS VIO_ARGS);
+    qtest_qmp_assert_success(to.qts, "{ 'execute': 'migrate-incoming',"
+                             "  'arguments': { 'uri': %s } }", uri);
+    qtest_qmp_assert_success(m.qts, "{ 'execute': 'migrate',"
+                             "  'arguments': { 'uri': %s } }", uri);
+    wait_event(to.qts, "RESUME");
+
+    dst = query_driver_status(to.qts);
+    g_assert_cmpint(qlist_size(dst), ==, 3);
+    for (i = 0; i < ARRAY_SIZE(paths); i++) {
+        g_assert_cmpstr(find_status(dst, paths[i]), ==, expected[i]);
+    }
+    check_no_event(&to);
+
+    qobject_unref(src);
+    qobject_unref(dst);
+    machine_stop(&to);
+    qvirtio_pci_device_disable(dev);
+    g_free(dev->pdev);
+    g_free(dev);
+    machine_stop(&m);
+    unlink(sock);
+    rmdir(tmpdir);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+
+    qtest_add_func("driver-status/rtl8139/8139too", test_rtl8139_8139too);
+    qtest_add_func("driver-status/rtl8139/8139cp", test_rtl8139_8139cp);
+    qtest_add_func("driver-status/e1000", test_e1000);
+    qtest_add_data_func("driver-status/virtio-net/legacy",
+                        "disable-modern=on", test_virtio_net);
+    qtest_add_data_func("driver-status/virtio-net/modern",
+                        "disable-legacy=on", test_virtio_net);
+    qtest_add_func("driver-status/throttle", test_throttle);
+    qtest_add_func("driver-status/non-reporting", test_non_reporting);
+    qtest_add_func("driver-status/hmp", test_hmp);
+    qtest_add_func("driver-status/migrate", test_migrate);
+
+    return g_test_run();
+}
