@@ -28,7 +28,7 @@ DATADIR := $(OBJ)/qemu-bundle/usr/local/share/qemu
 
 # Project qtests, then upstream's own NIC qtests as regression guards
 # (e1000-test and virtio-net-test are libqos tests, run by qos-test).
-QTESTS := driver-status-test
+QTESTS := driver-status-test failover-pair-test
 QTESTS_UPSTREAM := rtl8139-test virtio-net-failover qos-test
 
 .PHONY: help deps fetch prepare build check series refresh import \

@@ -22,7 +22,8 @@ run() {
     name=$1
     shift
     start=$(date +%s)
-    "$@" --tap -k >"$log/$name.tap" 2>"$log/$name.err"
+    # A hung suite fails instead of stalling the whole run.
+    timeout 600 "$@" --tap -k >"$log/$name.tap" 2>"$log/$name.err"
     rc=$?
     ok=$(grep -c '^ok ' "$log/$name.tap")
     nok=$(grep -c '^not ok ' "$log/$name.tap")
@@ -46,6 +47,37 @@ run() {
 for t in $qtests; do
     run "$t" "$obj/tests/qtest/$t"
 done
+
+# run_py NAME SCRIPT ARGS...: a script closing with "N passed, M failed"
+run_py() {
+    name=$1
+    shift
+    start=$(date +%s)
+    timeout 900 /usr/bin/python3 "$@" >"$log/$name.log" 2>&1
+    rc=$?
+    summary=$(sed -n 's/.*: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' \
+              "$log/$name.log" | tail -n 1)
+    ok=${summary% *}
+    nok=${summary#* }
+    if [ -z "$summary" ]; then
+        ok=0
+        nok=1
+    elif [ "$rc" -ne 0 ] && [ "$nok" -eq 0 ]; then
+        nok=1
+    fi
+    passed=$((passed + ok))
+    failed=$((failed + nok))
+    printf '%-28s %3d passed, %d failed  (%ds)\n' "$name" "$ok" "$nok" \
+        $(($(date +%s) - start))
+    if [ "$nok" -ne 0 ]; then
+        suites_failed="$suites_failed $name"
+        tail -n 30 "$log/$name.log"
+    fi
+}
+
+here=$(dirname "$0")
+run_py failover-policy "$here/test-failover-policy.py" \
+    --qemu "$obj/qemu-system-x86_64"
 
 echo
 if [ -n "$suites_failed" ]; then
