@@ -31,7 +31,7 @@ DATADIR := $(OBJ)/qemu-bundle/usr/local/share/qemu
 QTESTS := driver-status-test failover-pair-test
 QTESTS_UPSTREAM := rtl8139-test virtio-net-failover qos-test
 
-.PHONY: help deps fetch prepare build check series refresh import \
+.PHONY: help deps fetch prepare build docs check series refresh import \
 	demo clean
 
 help:
@@ -67,8 +67,20 @@ build: prepare
 	done
 	@ln -sfn qemu/qemu-system-x86_64 $(BUILD)/qemu-system-x86_64
 
+## docs      build the HTML manual with Sphinx (warnings are errors)
+docs: prepare
+	@if [ ! -f $(BUILD)/docs/build.ninja ]; then \
+		mkdir -p $(BUILD)/docs && cd $(BUILD)/docs && \
+		../src/configure --python=$(PYTHON) --enable-docs \
+		--target-list=x86_64-softmmu --without-default-features \
+		--disable-install-blobs >configure.log 2>&1 || \
+		{ tail -30 configure.log; exit 1; }; \
+	fi
+	ninja -C $(BUILD)/docs html
+	@echo "docs: $(BUILD)/docs/docs/manual/index.html"
+
 ## check     build, run every test suite, verify the exported series
-check: build series
+check: build docs series
 	@sh build-glue/check.sh $(OBJ) "$(QTESTS) $(QTESTS_UPSTREAM)"
 
 ## series    export the series as build/series/*.patch and checkpatch it
