@@ -27,12 +27,15 @@ FIRMWARE_DIRS := /usr/share/seabios /usr/lib/ipxe/qemu
 DATADIR := $(OBJ)/qemu-bundle/usr/local/share/qemu
 
 # Project qtests, then upstream's own NIC qtests as regression guards
-# (e1000-test and virtio-net-test are libqos tests, run by qos-test).
+# (e1000-test and virtio-net-test are libqos tests, run by qos-test;
+# qmp-cmd-test, test-hmp and device-introspect-test call every query,
+# every info command and create every device type).
 QTESTS := driver-status-test failover-pair-test
-QTESTS_UPSTREAM := rtl8139-test virtio-net-failover qos-test
+QTESTS_UPSTREAM := rtl8139-test virtio-net-failover qos-test qmp-cmd-test \
+	test-hmp device-introspect-test
 
-.PHONY: help deps fetch prepare build docs check series refresh import \
-	demo clean
+.PHONY: help deps fetch prepare build docs check series bisect refresh \
+	import demo clean
 
 help:
 	@sed -n 's/^## //p' $(MAKEFILE_LIST)
@@ -88,6 +91,10 @@ series: prepare
 	@$(QUEUE) export --output $(BUILD)/series
 	@$(QUEUE) verify --series $(BUILD)/series
 	@sh build-glue/checkpatch.sh $(SRC) $(BUILD)/series
+
+## bisect    build every commit of the series on its own
+bisect: prepare
+	@sh build-glue/bisect.sh $(SRC) $(BUILD)/bisect
 
 ## refresh   fold edits made in build/src into their patches
 refresh:

@@ -1,0 +1,42 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Build every commit of the series on its own, in order, to prove that
+# the series is bisectable.  Usage: bisect.sh SRC_DIR WORK_DIR
+# WORK_DIR gets its own worktree (src) and build (qemu) laid out like
+# build/, so that ccache serves what the commits do not change.
+set -eu
+
+src=$(cd "$1" && pwd)
+work=$2
+git="git -c safe.directory=*"
+
+mkdir -p "$work"
+work=$(cd "$work" && pwd)
+if [ ! -d "$work/src" ]; then
+    $git -C "$src" worktree add -q --detach "$work/src" base
+fi
+if [ ! -f "$work/qemu/build.ninja" ]; then
+    mkdir -p "$work/qemu"
+    (cd "$work/qemu" && ../src/configure --python=/usr/bin/python3 \
+        --target-list=x86_64-softmmu --without-default-features \
+        --enable-slirp --enable-fdt=system --disable-docs \
+        --disable-install-blobs >configure.log 2>&1) ||
+        { tail -30 "$work/qemu/configure.log"; exit 1; }
+fi
+
+n=0
+for rev in $($git -C "$src" rev-list --reverse base..HEAD); do
+    n=$((n + 1))
+    subject=$($git -C "$src" log -1 --format=%s "$rev")
+    $git -C "$work/src" checkout -q --detach "$rev"
+    start=$(date +%s)
+    if ninja -C "$work/qemu" qemu-system-x86_64 >"$work/build-$n.log" 2>&1
+    then
+        printf 'bisect  %2d builds  (%3ds)  %s\n' "$n" \
+            $(($(date +%s) - start)) "$subject"
+    else
+        printf 'bisect  %2d FAILS  %s\n' "$n" "$subject"
+        tail -n 30 "$work/build-$n.log"
+        exit 1
+    fi
+done
