@@ -145,6 +145,39 @@ def copy_overlay(dest, names):
     return changed
 
 
+def reconcile_overlay():
+    """Bring overlay edits made on either side to the other side.
+
+    An overlay file may be edited in the repository or in build/src.
+    Whichever side differs from what build/src has committed is the
+    edit; an edit on both sides is a conflict.
+    """
+    changed = []
+    for name in overlay_files():
+        repo = os.path.join(TOP, name)
+        tree = os.path.join(SRC, name)
+        if same_content(repo, tree):
+            continue
+        res = subprocess.run(['git'] + GIT_ID + ['show', 'HEAD:' + name],
+                             cwd=SRC, capture_output=True)
+        committed = res.stdout if res.returncode == 0 else None
+        with open(repo, 'rb') as f:
+            in_repo = f.read()
+        in_tree = None
+        if os.path.exists(tree):
+            with open(tree, 'rb') as f:
+                in_tree = f.read()
+        if in_tree is None or in_tree == committed:
+            copy_overlay(SRC, [name])
+            changed.append(name)
+        elif in_repo == committed:
+            shutil.copyfile(tree, repo)
+            changed.append(name + ' (from build/src)')
+        else:
+            raise QueueError('%s was edited both here and in build/src' % name)
+    return changed
+
+
 def unpack(tarball):
     """Create build/src with the upstream and base tags."""
     tmp = SRC + '.tmp'
@@ -193,6 +226,9 @@ def apply_series(tree):
 def cmd_prepare(args):
     if not os.path.isdir(os.path.join(SRC, '.git')):
         unpack(args.tarball)
+    elif os.path.exists(os.path.join(SRC, '.git', STAMP)):
+        # Keep overlay edits made in build/src before git moves it.
+        reconcile_overlay()
     digest = queue_digest()
     stamp = os.path.join(SRC, '.git', STAMP)
     applied = open(stamp).read().strip() if os.path.exists(stamp) else ''
@@ -211,8 +247,7 @@ def cmd_prepare(args):
         git('checkout', '-q', '-f', '--detach', head)
         with open(stamp, 'w') as f:
             f.write(digest + '\n')
-    changed = copy_overlay(SRC, overlay_files())
-    for name in changed:
+    for name in reconcile_overlay():
         print('  overlay  %s' % name)
 
 
@@ -275,8 +310,8 @@ def cmd_import(args):
 
 
 def cmd_refresh(args):
-    # Overlay edits made in the repository fold into their commits too.
-    copy_overlay(SRC, overlay_files())
+    # Overlay edits, made here or in build/src, fold into their commits.
+    reconcile_overlay()
     out = git('status', '--porcelain', '--untracked-files=no')
     dirty = [line[3:] for line in out.splitlines()]
     if not dirty and not args.patch:

@@ -512,6 +512,8 @@ def test_once(machine: Machine) -> None:
     machine.settle()
     start = time.monotonic()
     machine.start_tool('--once')
+    # The links start up: the tool first takes both down, one at a time
+    machine.wait_links((False, False), timeout=PROMPT + 3, since=start)
     took = machine.wait_links((False, True), timeout=DELAY + PROMPT + 3,
                               since=start)
     assert took >= DELAY, f"fallback up after {took:.3f} s"

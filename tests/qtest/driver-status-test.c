@@ -398,13 +398,20 @@ static void test_e1000(void)
     e1000_write(&m, E1000_CTRL, E1000_CTRL_RST);
     CHECK_STEP(&m, "e1k0", E1000_PATH, "initializing");
 
-    /* e1000_configure_tx(), then e1000_configure_rx() */
-    e1000_write(&m, E1000_TCTL, E1000_TCTL_PSP | E1000_TCTL_EN);
+    /*
+     * e1000_configure_tx() leaves the transmitter off, then
+     * e1000_configure_rx() turns the receiver on: the driver is up
+     */
+    e1000_write(&m, E1000_TCTL, E1000_TCTL_PSP);
     check_unchanged(&m, "e1k0", E1000_PATH, "initializing");
     e1000_write(&m, E1000_RCTL, E1000_RCTL_BAM);
     check_unchanged(&m, "e1k0", E1000_PATH, "initializing");
     e1000_write(&m, E1000_RCTL, E1000_RCTL_BAM | E1000_RCTL_EN);
     CHECK_STEP(&m, "e1k0", E1000_PATH, "ready");
+
+    /* e1000_watchdog() sees the link and turns the transmitter on */
+    e1000_write(&m, E1000_TCTL, E1000_TCTL_PSP | E1000_TCTL_EN);
+    check_unchanged(&m, "e1k0", E1000_PATH, "ready");
 
     /* e1000_down(): receives off, then transmits off */
     e1000_write(&m, E1000_RCTL, E1000_RCTL_BAM);
