@@ -5,6 +5,7 @@
 
 CACHE ?= $(HOME)/.cache/qemu-driver-status
 TARBALL := $(CACHE)/qemu_10.0.2+ds.orig.tar.xz
+GUEST := $(CACHE)/guest
 BUILD := build
 SRC := $(BUILD)/src
 OBJ := $(BUILD)/qemu
@@ -34,8 +35,8 @@ QTESTS := driver-status-test failover-pair-test
 QTESTS_UPSTREAM := rtl8139-test virtio-net-failover qos-test qmp-cmd-test \
 	test-hmp device-introspect-test
 
-.PHONY: help deps fetch prepare build docs check series bisect refresh \
-	import demo clean
+.PHONY: help deps fetch prepare build docs guest e2e check series bisect \
+	refresh import demo clean
 
 help:
 	@sed -n 's/^## //p' $(MAKEFILE_LIST)
@@ -82,9 +83,18 @@ docs: prepare
 	ninja -C $(BUILD)/docs html
 	@echo "docs: $(BUILD)/docs/docs/manual/index.html"
 
+## guest     build the Linux test guest from Debian packages (cached)
+guest: deps
+	@sh build-glue/guest/build.sh $(GUEST)
+
+## e2e       boot Linux guests with a failover pair: 7 scenarios
+e2e: build guest
+	@$(PYTHON) build-glue/e2e.py --qemu $(BUILD)/qemu-system-x86_64 \
+		--guest $(GUEST)/guest
+
 ## check     build, run every test suite, verify the exported series
-check: build docs series
-	@sh build-glue/check.sh $(OBJ) "$(QTESTS) $(QTESTS_UPSTREAM)"
+check: build docs series guest
+	@sh build-glue/check.sh $(OBJ) "$(QTESTS) $(QTESTS_UPSTREAM)" $(GUEST)
 
 ## series    export the series as build/series/*.patch and checkpatch it
 series: prepare
@@ -105,8 +115,9 @@ import:
 	@$(QUEUE) import
 
 ## demo      boot a guest with a failover pair and tell what happens
-demo: build
-	@echo "demo: not written yet (see the end-to-end issue)"; exit 1
+demo: build guest
+	@$(PYTHON) build-glue/demo.py --qemu $(BUILD)/qemu-system-x86_64 \
+		--guest $(GUEST)/guest
 
 ## clean     remove build/ (the download cache stays)
 clean:

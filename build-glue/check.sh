@@ -1,11 +1,12 @@
 #!/bin/sh
 # SPDX-License-Identifier: GPL-2.0-or-later
 # Run the test suites and print each one's summary, then the total.
-# Usage: check.sh OBJ_DIR "QTESTS"
+# Usage: check.sh OBJ_DIR "QTESTS" GUEST_DIR
 set -u
 
 obj=$(cd "$1" && pwd)
 qtests=$2
+guest=$3
 log=$obj/check-logs
 mkdir -p "$log"
 
@@ -78,6 +79,8 @@ run_py() {
 here=$(dirname "$0")
 run_py failover-policy "$here/test-failover-policy.py" \
     --qemu "$obj/qemu-system-x86_64"
+run_py e2e "$here/e2e.py" --qemu "$obj/qemu-system-x86_64" \
+    --guest "$guest/guest"
 
 echo
 if [ -n "$suites_failed" ]; then
