@@ -18,6 +18,26 @@ passed=0
 failed=0
 suites_failed=
 
+# tally NAME PASSED FAILED RC START: count a finished suite and show it.
+# A suite that crashed outside its test cases, or ran nothing, failed.
+tally() {
+    name=$1 ok=${2:-0} nok=${3:-0} rc=$4 start=$5
+    if [ "$rc" -ne 0 ] && [ "$nok" -eq 0 ]; then
+        nok=1
+    fi
+    if [ "$ok" -eq 0 ] && [ "$nok" -eq 0 ]; then
+        nok=1
+    fi
+    passed=$((passed + ok))
+    failed=$((failed + nok))
+    printf '%-28s %3d passed, %d failed  (%ds)\n' "$name" "$ok" "$nok" \
+        $(($(date +%s) - start))
+    if [ "$nok" -ne 0 ]; then
+        suites_failed="$suites_failed $name"
+    fi
+    [ "$nok" -eq 0 ]
+}
+
 # run NAME COMMAND...: a TAP-emitting test program
 run() {
     name=$1
@@ -26,28 +46,12 @@ run() {
     # A hung suite fails instead of stalling the whole run.
     timeout 600 "$@" --tap -k >"$log/$name.tap" 2>"$log/$name.err"
     rc=$?
-    ok=$(grep -c '^ok ' "$log/$name.tap")
-    nok=$(grep -c '^not ok ' "$log/$name.tap")
-    if [ "$rc" -ne 0 ] && [ "$nok" -eq 0 ]; then
-        nok=1       # crashed or aborted outside a test case
-    fi
-    if [ "$ok" -eq 0 ] && [ "$nok" -eq 0 ]; then
-        nok=1       # a suite that runs nothing is a failure
-    fi
-    passed=$((passed + ok))
-    failed=$((failed + nok))
-    printf '%-28s %3d passed, %d failed  (%ds)\n' "$name" "$ok" "$nok" \
-        $(($(date +%s) - start))
-    if [ "$nok" -ne 0 ]; then
-        suites_failed="$suites_failed $name"
+    if ! tally "$name" "$(grep -c '^ok ' "$log/$name.tap")" \
+            "$(grep -c '^not ok ' "$log/$name.tap")" $rc "$start"; then
         grep '^not ok ' "$log/$name.tap"
         tail -n 20 "$log/$name.err"
     fi
 }
-
-for t in $qtests; do
-    run "$t" "$obj/tests/qtest/$t"
-done
 
 # run_py NAME SCRIPT ARGS...: a script closing with "N passed, M failed"
 run_py() {
@@ -58,23 +62,14 @@ run_py() {
     rc=$?
     summary=$(sed -n 's/.*: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' \
               "$log/$name.log" | tail -n 1)
-    ok=${summary% *}
-    nok=${summary#* }
-    if [ -z "$summary" ]; then
-        ok=0
-        nok=1
-    elif [ "$rc" -ne 0 ] && [ "$nok" -eq 0 ]; then
-        nok=1
-    fi
-    passed=$((passed + ok))
-    failed=$((failed + nok))
-    printf '%-28s %3d passed, %d failed  (%ds)\n' "$name" "$ok" "$nok" \
-        $(($(date +%s) - start))
-    if [ "$nok" -ne 0 ]; then
-        suites_failed="$suites_failed $name"
+    if ! tally "$name" "${summary%% *}" "${summary##* }" $rc "$start"; then
         tail -n 30 "$log/$name.log"
     fi
 }
+
+for t in $qtests; do
+    run "$t" "$obj/tests/qtest/$t"
+done
 
 here=$(dirname "$0")
 run_py failover-policy "$here/test-failover-policy.py" \

@@ -177,14 +177,7 @@ async def story(args):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n', 1)[0])
-    here = os.path.dirname(os.path.abspath(__file__))
-    ap.add_argument('--qemu', default=os.path.join(here, '..', 'build',
-                                                   'qemu-system-x86_64'),
-                    help='the emulator (default: ../build/qemu-system-x86_64)')
-    ap.add_argument('--guest', default=os.path.expanduser(
-        '~/.cache/qemu-driver-status/guest/guest'),
-                    help="build-glue/guest/build.sh's output folder (or the "
-                    'CACHE_DIR given to it)')
+    e2e.add_machine_args(ap)
     ap.add_argument('--kernel', choices=('auto', 'vmlinux', 'vmlinuz'),
                     default='auto')
     ap.add_argument('-L', '--firmware', action='append',

@@ -711,8 +711,8 @@ async def amain(args):
     return 1 if failed else 0
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split('\n\n', 1)[0])
+def add_machine_args(ap):
+    """The emulator and guest options that e2e.py and demo.py share."""
     ap.add_argument('--qemu', default=os.path.join(HERE, '..', 'build',
                                                    'qemu-system-x86_64'),
                     help='the emulator (default: ../build/qemu-system-x86_64)')
@@ -720,6 +720,11 @@ def main():
         '~/.cache/qemu-driver-status/guest/guest'),
                     help="build-glue/guest/build.sh's output folder (or the "
                     'CACHE_DIR given to it)')
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n', 1)[0])
+    add_machine_args(ap)
     ap.add_argument('--scenario', action='append',
                     help='run only this scenario (repeatable); default all')
     ap.add_argument('--jobs', type=int, default=2, help='QEMUs at once (default 2)')
