@@ -87,10 +87,11 @@ docs: prepare
 guest: deps
 	@sh build-glue/guest/build.sh $(GUEST)
 
-## e2e       boot Linux guests with a failover pair: 7 scenarios
+## e2e       boot Linux guests with a failover pair: 7 scenarios, in QEMU
+##           and with scripts/failover-policy.py over QMP
 e2e: build guest
 	@$(PYTHON) build-glue/e2e.py --qemu $(BUILD)/qemu-system-x86_64 \
-		--guest $(GUEST)/guest
+		--guest $(GUEST)/guest --mode real,tool
 
 ## check     build, run every test suite, verify the exported series
 check: build docs series guest

@@ -74,8 +74,10 @@ done
 here=$(dirname "$0")
 run_py failover-policy "$here/test-failover-policy.py" \
     --qemu "$obj/qemu-system-x86_64"
+# The Linux guest scenarios, with the pair in QEMU and with the same
+# policy applied over QMP by scripts/failover-policy.py
 run_py e2e "$here/e2e.py" --qemu "$obj/qemu-system-x86_64" \
-    --guest "$guest/guest"
+    --guest "$guest/guest" --mode real,tool
 
 echo
 if [ -n "$suites_failed" ]; then

@@ -22,7 +22,9 @@ of the series are then skipped and the result line says "(simulated)".
 
 import argparse
 import asyncio
+from datetime import datetime
 import os
+import signal
 import shutil
 import subprocess
 import sys
@@ -31,17 +33,23 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 for _p in (os.environ.get('QEMU_PYTHON'),
-           os.path.join(HERE, '..', 'build', 'src', 'python'),
-           '/work/main/build/src/python'):
+           os.path.join(HERE, '..', 'build', 'src', 'python')):
     if _p and os.path.isdir(os.path.join(_p, 'qemu', 'qmp')):
         sys.path.insert(0, os.path.abspath(_p))
+        QEMU_PYTHON = os.path.abspath(_p)
         break
+else:
+    QEMU_PYTHON = None
 from qemu.qmp import QMPClient, QMPError  # noqa: E402
 
 MAC = '52:54:00:12:34:56'
 LEGACY_DRIVERS = {'rtl8139': '8139cp', 'e1000': 'e1000'}
 FALLBACK_DELAY = 0.5
 BOOT_TIMEOUT = 120.0       # QEMU start to the guest's first line, TCG, busy host
+MODES = ('auto', 'real', 'sim', 'tool')
+DEFAULT_POLICY_TOOL = os.path.join(HERE, '..', 'build', 'src', 'scripts',
+                                   'failover-policy.py')
+TOOL_START_TIMEOUT = 30.0  # tool start to its first decision (active=none)
 
 
 class Fail(Exception):
@@ -88,7 +96,7 @@ class Run:
 
     def __init__(self, qemu, guest, name, append, legacy='rtl8139',
                  simulate=False, workdir=None, delay_ms=500, verbose=False,
-                 kernel='auto', firmware=(), machine='pc'):
+                 kernel='auto', firmware=(), machine='pc', tool=None, tag=None):
         self.qemu = qemu
         self.machine = machine
         self.firmware = list(firmware)
@@ -102,11 +110,22 @@ class Run:
         self.append = append
         self.legacy = legacy
         self.simulate = simulate
+        # tool mode: scripts/failover-policy.py (path in TOOL) keeps the pair
+        # over a second QMP socket; no failover-pair device in QEMU.
+        self.tool = tool
+        assert not (tool and simulate)
+        self.tool_proc = None
+        self.tool_active = 'none'   # as last logged by the tool
+        self.tool_started = False   # its first decision (links down) is done
+        self.tool_exited = False
+        self.tool_tasks = []
         self.delay = delay_ms / 1000.0
         self.delay_ms = delay_ms
         self.verbose = verbose
         self.workdir = workdir or tempfile.mkdtemp(prefix='e2e-')
-        self.sock = os.path.join(self.workdir, f'{name}.qmp')
+        self.tag = tag or name    # file names (unique across modes)
+        self.sock = os.path.join(self.workdir, f'{self.tag}.qmp')
+        self.tool_sock = os.path.join(self.workdir, f'{self.tag}.tool.qmp')
         self.log = []          # (t, 'event'|'guest'|'note'|'console', data)
         self.events = []       # (t, event dict); t from QEMU's timestamp
         self.lines = []        # (t, parsed E2E dict)
@@ -158,10 +177,17 @@ class Run:
                 '-no-shutdown', '-S']
         for d in self.firmware:
             argv += ['-L', d]
-        if not self.simulate:
+        if self.tool:
+            argv += ['-qmp', f'unix:{self.tool_sock},server=on,wait=off']
+        elif not self.simulate:
             argv += ['-device', 'failover-pair,id=pair0,primary=vnet0,'
                      f'fallback=legacy0,fallback-delay-ms={self.delay_ms}']
         return argv
+
+    def tool_argv(self):
+        return [sys.executable, self.tool, '--qmp', self.tool_sock,
+                '--primary', 'vnet0', '--fallback', 'legacy0',
+                '--delay-ms', str(self.delay_ms)]
 
     async def start(self):
         try:
@@ -198,9 +224,101 @@ class Run:
                       (self._read_console, self._read_stderr, self._read_events)]
         if self.simulate:
             await self._sim_links(False, False)
+        if self.tool:
+            await self._start_tool()
         await self.qmp.execute('cont')
 
+    # -- the pair, kept by scripts/failover-policy.py (tool mode) ----------
+    async def _start_tool(self):
+        """Start the policy tool while QEMU is still stopped (-S), and wait
+        for its first decision (both links down) so that the guest never
+        sees a carrier the tool did not give."""
+        env = dict(os.environ)
+        if QEMU_PYTHON:   # a copy of the tool outside the tree finds qemu.qmp
+            env['PYTHONPATH'] = os.pathsep.join(
+                [QEMU_PYTHON] + [p for p in env.get('PYTHONPATH', '').split(os.pathsep) if p])
+        await self._record('note', 'policy tool: ' + ' '.join(self.tool_argv()))
+        self.tool_proc = await asyncio.create_subprocess_exec(
+            *self.tool_argv(), stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        self.tool_tasks = [asyncio.ensure_future(self._read_tool_stdout()),
+                           asyncio.ensure_future(self._read_tool_stderr())]
+        await self.wait_for(lambda r: r.tool_started, TOOL_START_TIMEOUT,
+                            "the policy tool's first decision (active=none)")
+
+    def _tool_time(self, line):
+        """The time of a tool line ('<ISO 8601 UTC> failover-policy: ...')."""
+        try:
+            t = datetime.fromisoformat(line.split(' ', 1)[0]).timestamp() - self.t0
+        except ValueError:
+            return self.now()
+        return t if 0 <= t <= self.now() + 1 else self.now()
+
+    async def _read_tool_stdout(self):
+        while True:
+            raw = await self.tool_proc.stdout.readline()
+            if not raw:
+                break
+            line = raw.decode(errors='replace').rstrip()
+            t = self._tool_time(line)
+            _, _, msg = line.partition('failover-policy: ')
+            await self._record('tool', msg or line, t)
+            if msg.startswith('active='):
+                active = msg[len('active='):].split()[0]
+                self.tool_started = True
+                if active != self.tool_active:
+                    self.tool_active = active
+                    # What the device would have sent; pair_events() and
+                    # pair_settles() read these as they read the device's.
+                    await self._record('event', {
+                        'event': 'FAILOVER_PAIR_CHANGED', 'tool': True,
+                        'data': {'device': 'pair0',
+                                 'qom-path': '/machine/peripheral/pair0',
+                                 'active': active}}, t)
+        rc = await self.tool_proc.wait()
+        self.tool_exited = True
+        await self._record('note', f'policy tool exited with status {rc}')
+
+    async def _read_tool_stderr(self):
+        while True:
+            raw = await self.tool_proc.stderr.readline()
+            if not raw:
+                return
+            await self._record('toolerr', raw.decode(errors='replace').rstrip())
+
+    async def stop_tool(self):
+        """SIGTERM the tool; Fail unless it exits with status 0."""
+        proc = self.tool_proc
+        if proc is None:
+            return
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), 10)
+            except asyncio.TimeoutError:
+                proc.kill()
+                await proc.wait()
+                raise Fail('the policy tool did not exit within 10 s of SIGTERM')
+        # Let the readers drain its last lines.
+        await asyncio.wait(self.tool_tasks, timeout=5)
+        expect(proc.returncode == 0,
+               f'the policy tool exited with status {proc.returncode}: '
+               f'{self._tool_stderr_tail()}')
+
+    def _tool_stderr_tail(self):
+        err = [d for _, k, d in self.log if k == 'toolerr']
+        return ' | '.join(err[-3:]) or '(no stderr)'
+
     async def stop(self):
+        if self.tool_proc and self.tool_proc.returncode is None:
+            self.tool_proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.tool_proc.wait(), 10)
+            except asyncio.TimeoutError:
+                self.tool_proc.kill()
+                await self.tool_proc.wait()
+        for t in self.tool_tasks:
+            t.cancel()
         if self.proc and self.proc.returncode is None:
             try:
                 await asyncio.wait_for(self.qmp.execute('quit'), 5)
@@ -217,8 +335,9 @@ class Run:
             pass
         for t in self.tasks:
             t.cancel()
-        if os.path.exists(self.sock):
-            os.unlink(self.sock)
+        for sock in (self.sock, self.tool_sock):
+            if os.path.exists(sock):
+                os.unlink(sock)
 
     async def _read_console(self):
         while True:
@@ -305,6 +424,8 @@ class Run:
     async def active(self):
         if self.simulate:
             return self.sim['active']
+        if self.tool:
+            return self.tool_active
         return await self.qmp.execute('qom-get', {'path': '/machine/peripheral/pair0',
                                                   'property': 'active'})
 
@@ -333,6 +454,10 @@ class Run:
                     return v
                 if self.exited:
                     raise Fail(f'QEMU exited while waiting for {what}')
+                if self.tool_exited and self.tool_proc.returncode != 0:
+                    raise Fail(f'the policy tool exited with status '
+                               f'{self.tool_proc.returncode} while waiting for '
+                               f'{what}: {self._tool_stderr_tail()}')
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise Fail(f'timed out ({timeout:.0f} s) waiting for {what}')
@@ -373,6 +498,8 @@ class Run:
     def dump(self, path):
         with open(path, 'w', encoding='utf-8') as f:
             f.write(f'# {self.name}: {" ".join(self.argv())}\n')
+            if self.tool:
+                f.write(f'# policy tool: {" ".join(self.tool_argv())}\n')
             for t, kind, data in sorted(self.log, key=lambda x: x[0]):
                 f.write(f'{t:8.3f} {kind:7} {data}\n')
 
@@ -428,8 +555,22 @@ async def traffic(run, driver, timeout, since=-1.0):
     return iface
 
 
+TOOL_REACT = 1.0   # tool mode: how long the tool may take to follow an event
+
+
 async def check_qmp(run, active, statuses):
-    """qom-get pair0 active and query-driver-status, as now."""
+    """qom-get pair0 active and query-driver-status, as now.
+
+    In tool mode "active" is the tool's last logged decision.  The tool
+    follows QEMU's events over its own QMP connection, so it may lag the
+    harness's view of the same event (e.g. RESET) a little: give it up to
+    TOOL_REACT seconds to get there."""
+    if run.tool:
+        try:
+            await run.wait_for(lambda r: r.tool_active == active, TOOL_REACT,
+                               f'the policy tool deciding active={active}')
+        except Fail:
+            pass
     got = await run.active()
     expect(got == active, f'pair0 active is {got!r}, expected {active!r}')
     if run.simulate:
@@ -638,26 +779,34 @@ SCENARIOS = [
 ]
 
 
-async def run_scenario(args, sc, simulate, sem, logdir):
+async def run_scenario(args, sc, mode, sem, logdir, label=False):
+    """One scenario in MODE (real, sim or tool); LABEL: name the mode in
+    the result line and the log's file name (several modes in one run)."""
     name, legacy, append, fn = sc
+    simulate = mode == 'sim'
+    tag = f'{name}.{mode}' if label else name
+    shown = f'{name} [{mode}]' if label or mode == 'tool' else name
     async with sem:
         start = time.monotonic()
         run = Run(args.qemu, args.guest, name, append, legacy=legacy,
                   simulate=simulate, workdir=logdir, verbose=args.verbose,
                   kernel=args.kernel, firmware=args.firmware or (),
-                  machine=args.machine)
+                  machine=args.machine,
+                  tool=args.policy_tool if mode == 'tool' else None, tag=tag)
         err = None
         try:
             await run.start()
             await asyncio.wait_for(fn(run), args.timeout)
             check_event_shapes(run)
+            await run.stop_tool()
         except Fail as e:
             err = str(e)
             if not simulate and run.proc and run.proc.returncode is None:
                 try:   # what QMP says now, to help reading the failure
                     st = await asyncio.wait_for(run.driver_status(), 5)
                     act = await asyncio.wait_for(run.active(), 5)
-                    err += f' [now: pair0 active={act}, driver status {st}]'
+                    who = 'tool' if run.tool else 'pair0'
+                    err += f' [now: {who} active={act}, driver status {st}]'
                 except Exception:  # pylint: disable=broad-except
                     pass
         except asyncio.TimeoutError:
@@ -671,24 +820,42 @@ async def run_scenario(args, sc, simulate, sem, logdir):
         finally:
             await run.stop()
         dt = time.monotonic() - start
-        log = os.path.join(logdir, f'{name}.log')
+        log = os.path.join(logdir, f'{tag}.log')
         run.dump(log)
         sim = ' (simulated pair)' if simulate else ''
         if err is None:
-            print(f'{name}: ok{sim} ({dt:.1f} s)', flush=True)
+            print(f'{shown}: ok{sim} ({dt:.1f} s)', flush=True)
         else:
-            print(f'{name}: FAIL: {err}{sim} ({dt:.1f} s; log {log})', flush=True)
+            print(f'{shown}: FAIL: {err}{sim} ({dt:.1f} s; log {log})', flush=True)
         return err is None
 
 
+def resolve_modes(args):
+    """--mode (comma-separated) and --with-tool -> list of real|sim|tool."""
+    modes = []
+    for m in args.mode.split(','):
+        m = m.strip()
+        if m not in MODES:
+            raise SystemExit(f'e2e: unknown mode {m!r}; known: {", ".join(MODES)}')
+        if m == 'auto':
+            m = 'real' if has_failover_pair(args.qemu) else 'sim'
+        if m not in modes:
+            modes.append(m)
+    if args.with_tool and 'tool' not in modes:
+        modes.append('tool')
+    if 'tool' in modes and not os.path.isfile(args.policy_tool):
+        raise SystemExit(f'e2e: no policy tool at {args.policy_tool} (--policy-tool)')
+    return modes
+
+
 async def amain(args):
-    mode = args.mode
-    if mode == 'auto':
-        mode = 'real' if has_failover_pair(args.qemu) else 'sim'
-    simulate = mode == 'sim'
-    if simulate:
-        print(f'e2e: {args.qemu} has no failover-pair device: simulating the '
-              'pair with set_link; QMP checks of the series are skipped', flush=True)
+    modes = resolve_modes(args)
+    if 'sim' in modes:
+        print('e2e: simulating the pair with set_link in sim mode; QMP checks '
+              'of the series are skipped there', flush=True)
+    if 'tool' in modes:
+        print(f'e2e: tool mode: no failover-pair device, {args.policy_tool} '
+              'keeps the pair over QMP', flush=True)
     chosen = [s for s in SCENARIOS if not args.scenario or s[0] in args.scenario]
     unknown = set(args.scenario or ()) - {s[0] for s in SCENARIOS}
     if unknown:
@@ -698,8 +865,11 @@ async def amain(args):
     os.makedirs(logdir, exist_ok=True)
     sem = asyncio.Semaphore(args.jobs)
     t0 = time.monotonic()
-    results = await asyncio.gather(*(run_scenario(args, s, simulate, sem, logdir)
-                                     for s in chosen))
+    label = len(modes) > 1
+    # Scenario by scenario, each in every mode: the slow ones of each mode
+    # do not all queue at the end.
+    results = await asyncio.gather(*(run_scenario(args, s, m, sem, logdir, label)
+                                     for s in chosen for m in modes))
     passed = sum(results)
     failed = len(results) - passed
     keep = args.logdir or failed or args.keep_logs
@@ -728,9 +898,18 @@ def main():
     ap.add_argument('--scenario', action='append',
                     help='run only this scenario (repeatable); default all')
     ap.add_argument('--jobs', type=int, default=2, help='QEMUs at once (default 2)')
-    ap.add_argument('--mode', choices=('auto', 'real', 'sim'), default='auto',
+    ap.add_argument('--mode', default='auto', metavar='MODE[,MODE...]',
                     help='real: use -device failover-pair; sim: simulate it '
-                    'with set_link; auto: real if the emulator has it')
+                    'with set_link; tool: run scripts/failover-policy.py over '
+                    'a second QMP socket instead of the device; auto: real if '
+                    'the emulator has it, else sim.  Several, comma-separated '
+                    '(e.g. real,tool), run every scenario in each mode')
+    ap.add_argument('--with-tool', action='store_true',
+                    help='also run every scenario in tool mode (same as '
+                    'adding ",tool" to --mode)')
+    ap.add_argument('--policy-tool', default=DEFAULT_POLICY_TOOL, metavar='PATH',
+                    help='the failover policy tool for tool mode (default: '
+                    '%(default)s)')
     ap.add_argument('--timeout', type=float, default=150.0,
                     help='per scenario, seconds')
     ap.add_argument('--machine', choices=('pc', 'q35'), default='pc')
@@ -753,6 +932,7 @@ def main():
     if not os.access(args.qemu, os.X_OK):
         raise SystemExit(f'e2e: no emulator at {args.qemu}')
     args.guest = find_guest(args.guest)
+    args.policy_tool = os.path.abspath(args.policy_tool)
     return asyncio.run(amain(args))
 
 
