@@ -18,7 +18,10 @@ JOBS ?= $(shell nproc)
 export CCACHE_BASEDIR := $(CURDIR)
 export CCACHE_NOHASHDIR := 1
 
+# QEMU's configure hands meson an explicit compiler, so meson does not
+# add ccache by itself: name it here.
 CONFIGURE_FLAGS := --python=$(PYTHON) --target-list=x86_64-softmmu \
+	--cc="ccache cc" --cxx="ccache c++" \
 	--without-default-features --enable-slirp --enable-fdt=system \
 	--disable-docs --disable-install-blobs
 
@@ -55,10 +58,12 @@ prepare: fetch
 
 ## build     configure and build build/qemu-system-x86_64
 build: prepare
-	@if [ ! -f $(OBJ)/build.ninja ]; then \
-		mkdir -p $(OBJ) && cd $(OBJ) && \
+	@if [ "$$(cat $(OBJ)/configure-flags 2>/dev/null)" != \
+			'$(CONFIGURE_FLAGS)' ]; then \
+		rm -rf $(OBJ) && mkdir -p $(OBJ) && cd $(OBJ) && \
 		../src/configure $(CONFIGURE_FLAGS) >configure.log 2>&1 || \
 		{ tail -30 configure.log; exit 1; }; \
+		echo '$(CONFIGURE_FLAGS)' >configure-flags; \
 	fi
 	ninja -C $(OBJ) -j$(JOBS) qemu-system-x86_64 \
 		$(addprefix tests/qtest/,$(QTESTS) $(QTESTS_UPSTREAM))

@@ -18,6 +18,7 @@ fi
 if [ ! -f "$work/qemu/build.ninja" ]; then
     mkdir -p "$work/qemu"
     (cd "$work/qemu" && ../src/configure --python=/usr/bin/python3 \
+        --cc="ccache cc" --cxx="ccache c++" \
         --target-list=x86_64-softmmu --without-default-features \
         --enable-slirp --enable-fdt=system --disable-docs \
         --disable-install-blobs >configure.log 2>&1) ||
