@@ -12,7 +12,7 @@ meson:bookworm-backports
 python3-pycotap:bookworm-backports
 ninja-build libglib2.0-dev libpixman-1-dev libslirp-dev libfdt-dev
 python3-venv flex bison gcc-multilib bzip2 seabios ipxe-qemu ccache
-python3-sphinx python3-sphinx-rtd-theme kmod cpio
+python3-sphinx python3-sphinx-rtd-theme kmod
 "
 
 missing=
