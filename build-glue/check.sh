@@ -2,6 +2,8 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 # Run the test suites and print each one's summary, then the total.
 # Usage: check.sh OBJ_DIR "QTESTS" GUEST_DIR
+# With SAN=DIR (and SAN_QTESTS, FUZZ_TARGETS, CHECK_FUZZ_SECONDS) in the
+# environment, also the sanitizer build's qtests and a short fuzz run.
 set -u
 
 obj=$(cd "$1" && pwd)
@@ -53,6 +55,25 @@ run() {
     fi
 }
 
+# run_san NAME COMMAND...: a qtest of the sanitizer build.  Any report
+# fails it, even one that did not make the test itself fail.
+run_san() {
+    name=$1
+    shift
+    export QTEST_QEMU_BINARY=$san/qemu-system-x86_64
+    run "$name" "$@"
+    export QTEST_QEMU_BINARY=$obj/qemu-system-x86_64
+    reports=$(grep -c -E 'ERROR: (Address|Leak)Sanitizer|runtime error:' \
+              "$log/$name.err")
+    if [ "$reports" -ne 0 ]; then
+        echo "$name: $reports sanitizer reports in $log/$name.err"
+        grep -E -A 12 'ERROR: (Address|Leak)Sanitizer|runtime error:' \
+            "$log/$name.err" | head -n 40
+        failed=$((failed + 1))
+        suites_failed="$suites_failed $name"
+    fi
+}
+
 # run_py NAME SCRIPT ARGS...: a script closing with "N passed, M failed"
 run_py() {
     name=$1
@@ -72,6 +93,34 @@ for t in $qtests; do
 done
 
 here=$(dirname "$0")
+
+if [ -n "${SAN:-}" ]; then
+    san=$(cd "$SAN" && pwd)
+    # QEMU exits on SIGTERM when a qtest ends: LeakSanitizer looks then
+    export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+    export UBSAN_OPTIONS=halt_on_error=1:abort_on_error=1:print_stacktrace=1
+    for t in $SAN_QTESTS; do
+        if [ "$t" = qos-test ]; then
+            # Only the NICs' part of qos-test: e1000, virtio-net, rtl8139
+            set -- $("$san/tests/qtest/qos-test" -l 2>/dev/null |
+                     grep -E '^/.*/(e1000|virtio-net|rtl8139)[/-]' |
+                     sed 's/^/-p /')
+        else
+            set --
+        fi
+        run_san "san-$t" "$san/tests/qtest/$t" "$@"
+    done
+    unset ASAN_OPTIONS UBSAN_OPTIONS
+    start=$(date +%s)
+    sh "$here/fuzz.sh" "$san" "$CHECK_FUZZ_SECONDS" $FUZZ_TARGETS \
+        >"$log/fuzz.log" 2>&1
+    rc=$?
+    cat "$log/fuzz.log"
+    ok=$(grep -c ': no crash$' "$log/fuzz.log")
+    nok=$(grep -c ': FAILED' "$log/fuzz.log")
+    tally fuzz "$ok" "$nok" $rc "$start"
+fi
+
 run_py failover-policy "$here/test-failover-policy.py" \
     --qemu "$obj/qemu-system-x86_64"
 # The Linux guest scenarios, with the pair in QEMU and with the same

@@ -494,6 +494,77 @@ static void test_virtio_net(const void *data)
     machine_stop(&m);
 }
 
+/*
+ * NICs come and go while their drivers run: each is plugged, brought up
+ * by its driver, then unplugged, many times over.  Under LeakSanitizer
+ * this shows whether a device's reporting leaves anything behind.
+ */
+#define HOTPLUG_SLOT 6
+#define HOTPLUG_ROUNDS 8
+
+static void hotplug_bring_up(TestMachine *m, const char *model)
+{
+    if (!strcmp(model, "rtl8139")) {
+        rtl8139_chipcmd(m, RTL8139_CMD_RXENB | RTL8139_CMD_TXENB);
+    } else if (!strcmp(model, "e1000")) {
+        e1000_write(m, E1000_RCTL, E1000_RCTL_EN);
+    } else {
+        /* Legacy virtio I/O BAR: the device status byte */
+        qpci_io_writeb(m->pdev, m->bar, 18, VIRTIO_CONFIG_S_ACKNOWLEDGE |
+                       VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_DRIVER_OK);
+    }
+}
+
+static void test_hotplug_cycle(void)
+{
+    static const char *const models[] = {
+        "rtl8139", "e1000", "virtio-net-pci",
+    };
+    TestMachine m = { };
+    QList *list;
+    int i;
+
+    machine_start(&m, "");
+    m.pcibus = qpci_new_pc(m.qts, NULL);
+    for (i = 0; i < HOTPLUG_ROUNDS * ARRAY_SIZE(models); i++) {
+        const char *model = models[i % ARRAY_SIZE(models)];
+        g_autofree char *addr = g_strdup_printf("0x%x", HOTPLUG_SLOT);
+
+        if (strcmp(model, "virtio-net-pci")) {
+            qtest_qmp_device_add(m.qts, model, "nic", "{ 'addr': %s }",
+                                 addr);
+        } else {
+            qtest_qmp_device_add(m.qts, model, "nic", "{ 'addr': %s, "
+                                 "'disable-modern': true }", addr);
+        }
+        m.pdev = qpci_device_find(m.pcibus, QPCI_DEVFN(HOTPLUG_SLOT, 0));
+        g_assert_nonnull(m.pdev);
+        qpci_device_enable(m.pdev);
+        m.bar = qpci_iomap(m.pdev, 0, NULL);
+        hotplug_bring_up(&m, model);
+        check_query(m.qts, "nic", "/machine/peripheral/nic", "ready");
+
+        qpci_iounmap(m.pdev, m.bar);
+        g_free(m.pdev);
+        m.pdev = NULL;
+        qpci_unplug_acpi_device_test(m.qts, "nic", HOTPLUG_SLOT);
+        list = query_driver_status(m.qts);
+        g_assert_cmpint(qlist_size(list), ==, 0);
+        qobject_unref(list);
+    }
+    /* Let the last, held-back event out; they all name the one path */
+    qtest_clock_step(m.qts, SETTLE_NS);
+    qobject_unref(query_driver_status(m.qts));
+    while (!g_queue_is_empty(&m.events)) {
+        QDict *ev = g_queue_pop_head(&m.events);
+
+        check_status_dict(qdict_get_qdict(ev, "data"), "nic",
+                          "/machine/peripheral/nic", "ready");
+        qobject_unref(ev);
+    }
+    machine_stop(&m);
+}
+
 /* Devices that cannot tell are not listed; no id means no "device" */
 static void test_non_reporting(void)
 {
@@ -612,6 +683,7 @@ int main(int argc, char **argv)
                         "disable-legacy=on", test_virtio_net);
     qtest_add_func("driver-status/throttle", test_throttle);
     qtest_add_func("driver-status/non-reporting", test_non_reporting);
+    qtest_add_func("driver-status/hotplug-cycle", test_hotplug_cycle);
     qtest_add_func("driver-status/hmp", test_hmp);
     qtest_add_func("driver-status/migrate", test_migrate);
 

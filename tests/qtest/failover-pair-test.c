@@ -12,6 +12,7 @@
  */
 
 #include "qemu/osdep.h"
+#include "qemu/units.h"
 #include "libqtest.h"
 #include "libqos/pci-pc.h"
 #include "hw/pci/pci_regs.h"
@@ -31,6 +32,7 @@
 /* rtl8139 */
 #define RTL_CHIPCMD 0x37
 #define RTL_CHIPCMD_RX_TX 0x0c
+#define RTL_CHIPCMD_RESET 0x10
 #define RTL_BASIC_MODE_STATUS 0x64
 #define RTL_BMS_LINK_UP 0x04
 
@@ -42,6 +44,7 @@
 #define E1000_RCTL 0x100
 #define E1000_TCTL 0x400
 #define E1000_EN (1u << 1)
+#define E1000_AUTONEG_NS (500 * 1000 * 1000LL)
 
 typedef struct Guest {
     QTestState *qts;
@@ -102,14 +105,21 @@ static void guest_stop(Guest *g)
     qtest_quit(g->qts);
 }
 
+/* Once its NIC is unplugged, a driver has nothing left to write to */
 static void primary_driver(Guest *g, bool up)
 {
+    if (!g->primary) {
+        return;
+    }
     qpci_io_writeb(g->primary, g->primary_bar, VIRTIO_PCI_STATUS,
                    up ? VIRTIO_STATUS_READY : 0);
 }
 
 static void fallback_driver(Guest *g, bool up)
 {
+    if (!g->fallback) {
+        return;
+    }
     if (!g->e1000) {
         qpci_io_writeb(g->fallback, g->fallback_bar, RTL_CHIPCMD,
                        up ? RTL_CHIPCMD_RX_TX : 0);
@@ -123,6 +133,17 @@ static void fallback_driver(Guest *g, bool up)
                    up ? E1000_EN : 0);
     qpci_io_writel(g->fallback, g->fallback_bar, E1000_TCTL,
                    up ? E1000_EN : 0);
+}
+
+static void fallback_reset(Guest *g)
+{
+    if (g->e1000) {
+        qpci_io_writel(g->fallback, g->fallback_bar, E1000_CTRL,
+                       E1000_CTRL_RST);
+    } else {
+        qpci_io_writeb(g->fallback, g->fallback_bar, RTL_CHIPCMD,
+                       RTL_CHIPCMD_RESET);
+    }
 }
 
 static bool primary_link(Guest *g)
@@ -188,6 +209,7 @@ typedef enum Op {
     PRIMARY_DOWN,   /* virtio: status 0, the driver resets the device */
     FALLBACK_UP,    /* rtl8139 ChipCmd RxEnb|TxEnb, e1000 RCTL/TCTL.EN */
     FALLBACK_DOWN,  /* ... cleared */
+    FALLBACK_RESET, /* rtl8139 ChipCmd Reset, e1000 CTRL.RST */
     STEP_NS,        /* @ns of virtual time */
     SET_LINK,       /* set_link @nic @up */
     RESET,          /* system_reset */
@@ -215,10 +237,12 @@ typedef struct Step {
 #define LINK(n, u) { .op = SET_LINK, .nic = (n), .up = (u) }
 #define UNPLUG_NIC(n) { .op = UNPLUG, .nic = (n) }
 
+#define MAX_STEPS 24
+
 typedef struct Case {
     const char *name;
     bool e1000;
-    Step steps[24];
+    Step steps[MAX_STEPS];
 } Case;
 
 static const Case cases[] = {
@@ -326,7 +350,54 @@ static void check(Guest *g, const Step *s, int i)
         g_assert_cmpint(primary_link(g), ==, s->primary_up);
     }
     if (g->fallback) {
+        /*
+         * e1000 reports link up once its PHY's auto-negotiation, started
+         * when the link came up, is through: give it that time.
+         */
+        if (g->e1000 && s->fallback_up && !fallback_link(g)) {
+            qtest_clock_step(g->qts, E1000_AUTONEG_NS);
+        }
         g_assert_cmpint(fallback_link(g), ==, s->fallback_up);
+    }
+}
+
+static void run_steps(Guest *g, const Step *steps)
+{
+    int i;
+
+    for (i = 0; steps[i].op != END; i++) {
+        const Step *s = &steps[i];
+
+        switch (s->op) {
+        case PRIMARY_UP:
+        case PRIMARY_DOWN:
+            primary_driver(g, s->op == PRIMARY_UP);
+            break;
+        case FALLBACK_UP:
+        case FALLBACK_DOWN:
+            fallback_driver(g, s->op == FALLBACK_UP);
+            break;
+        case FALLBACK_RESET:
+            fallback_reset(g);
+            break;
+        case STEP_NS:
+            qtest_clock_step(g->qts, s->ns);
+            break;
+        case SET_LINK:
+            set_link(g, s->nic, s->up);
+            break;
+        case RESET:
+            system_reset(g);
+            break;
+        case UNPLUG:
+            unplug(g, !strcmp(s->nic, "nic0"));
+            break;
+        case EXPECT:
+            check(g, s, i);
+            break;
+        default:
+            g_assert_not_reached();
+        }
     }
 }
 
@@ -334,40 +405,144 @@ static void test_case(gconstpointer opaque)
 {
     const Case *c = opaque;
     Guest g;
-    int i;
 
     guest_start(&g, c->e1000, "");
-    for (i = 0; c->steps[i].op != END; i++) {
-        const Step *s = &c->steps[i];
+    run_steps(&g, c->steps);
+    guest_stop(&g);
+}
 
-        switch (s->op) {
-        case PRIMARY_UP:
-        case PRIMARY_DOWN:
-            primary_driver(&g, s->op == PRIMARY_UP);
-            break;
-        case FALLBACK_UP:
-        case FALLBACK_DOWN:
-            fallback_driver(&g, s->op == FALLBACK_UP);
-            break;
-        case STEP_NS:
-            qtest_clock_step(g.qts, s->ns);
-            break;
-        case SET_LINK:
-            set_link(&g, s->nic, s->up);
-            break;
-        case RESET:
-            system_reset(&g);
-            break;
-        case UNPLUG:
-            unplug(&g, !strcmp(s->nic, "nic0"));
-            break;
-        case EXPECT:
-            check(&g, s, i);
-            break;
-        default:
-            g_assert_not_reached();
-        }
+/*
+ * A hostile or crashing guest, and a host that pulls NICs: every state
+ * of the pair meets every kind of reset and unplug.
+ */
+typedef enum PairState {
+    IDLE,           /* no driver ready */
+    WAITING,        /* the fallback's, half way through the delay */
+    PRIMARY,        /* the primary's alone */
+    BOTH,           /* both, so the primary is active */
+    FALLBACK,       /* the fallback's alone, past the delay */
+    PAIR_STATE__MAX,
+} PairState;
+
+typedef enum Disruption {
+    SYSTEM_RESET,
+    PRIMARY_RESET,  /* the guest resets the virtio device */
+    FALLBACK_RESET_BY_GUEST,
+    PRIMARY_UNPLUG,
+    FALLBACK_UNPLUG,
+    DISRUPTION__MAX,
+} Disruption;
+
+static const char *const state_names[] = {
+    "idle", "waiting", "primary", "both", "fallback",
+};
+
+static const char *const disruption_names[] = {
+    "system-reset", "primary-reset", "fallback-reset", "primary-unplug",
+    "fallback-unplug",
+};
+
+static const Step none_up = NONE_UP;
+static const Step primary_active = PRIMARY_ACTIVE;
+static const Step fallback_active = FALLBACK_ACTIVE;
+
+typedef struct Outcome {
+    const Step *now;
+    const Step *later;
+} Outcome;
+
+/*
+ * What the pair shows right after the disruption, and a delay later: the
+ * rules of the pair, applied to the drivers left ready.  A reset of a
+ * NIC by its guest driver and an unplug both take that driver away.
+ */
+static Outcome outcome(PairState state, Disruption d)
+{
+    bool primary_gone = d == PRIMARY_RESET || d == PRIMARY_UNPLUG;
+    bool fallback_gone = d == FALLBACK_RESET_BY_GUEST ||
+                         d == FALLBACK_UNPLUG;
+    bool primary_ready = state == PRIMARY || state == BOTH;
+    bool fallback_ready = state != IDLE && state != PRIMARY;
+
+    if (d == SYSTEM_RESET) {
+        return (Outcome){ &none_up, &none_up };
     }
+    if (primary_gone) {
+        primary_ready = false;
+    }
+    if (fallback_gone) {
+        fallback_ready = false;
+    }
+    if (primary_ready) {
+        return (Outcome){ &primary_active, &primary_active };
+    }
+    if (!fallback_ready) {
+        return (Outcome){ &none_up, &none_up };
+    }
+    /* Only the fallback's driver is left: it had the link, or it waits */
+    return (Outcome){ state == FALLBACK ? &fallback_active : &none_up,
+                      &fallback_active };
+}
+
+typedef struct HostileCase {
+    PairState state;
+    Disruption disruption;
+    bool e1000;
+} HostileCase;
+
+static HostileCase hostile_cases[2 * PAIR_STATE__MAX * DISRUPTION__MAX];
+
+static void add_steps(Step *steps, int *n, const Step *add, int count)
+{
+    g_assert_cmpint(*n + count, <, MAX_STEPS);
+    memcpy(&steps[*n], add, count * sizeof(*add));
+    *n += count;
+}
+
+static void test_hostile(gconstpointer opaque)
+{
+    static const Step reach[PAIR_STATE__MAX][4] = {
+        [IDLE] = { NONE_UP },
+        [WAITING] = { OP(FALLBACK_UP), STEP(DELAY_NS / 2), NONE_UP },
+        [PRIMARY] = { OP(PRIMARY_UP), PRIMARY_ACTIVE },
+        [BOTH] = { OP(FALLBACK_UP), OP(PRIMARY_UP), PRIMARY_ACTIVE },
+        [FALLBACK] = { OP(FALLBACK_UP), STEP(DELAY_NS), FALLBACK_ACTIVE },
+    };
+    static const Step disrupt[DISRUPTION__MAX] = {
+        [SYSTEM_RESET] = OP(RESET),
+        [PRIMARY_RESET] = OP(PRIMARY_DOWN),
+        [FALLBACK_RESET_BY_GUEST] = OP(FALLBACK_RESET),
+        [PRIMARY_UNPLUG] = UNPLUG_NIC("nic0"),
+        [FALLBACK_UNPLUG] = UNPLUG_NIC("nic1"),
+    };
+    static const Step recover[] = {
+        OP(PRIMARY_UP), OP(FALLBACK_UP), STEP(DELAY_NS),
+    };
+    const HostileCase *c = opaque;
+    Outcome o = outcome(c->state, c->disruption);
+    Step steps[MAX_STEPS] = { 0 };
+    Step after = STEP(DELAY_NS);
+    int n = 0, len;
+    Guest g;
+
+    len = 0;
+    while (reach[c->state][len].op != END) {
+        len++;
+    }
+    add_steps(steps, &n, reach[c->state], len);
+    add_steps(steps, &n, &disrupt[c->disruption], 1);
+    add_steps(steps, &n, o.now, 1);
+    add_steps(steps, &n, &after, 1);
+    add_steps(steps, &n, o.later, 1);
+
+    guest_start(&g, c->e1000, "");
+    run_steps(&g, steps);
+    /* The guest's drivers come back: the usual rules apply again */
+    memset(steps, 0, sizeof(steps));
+    n = 0;
+    add_steps(steps, &n, recover, ARRAY_SIZE(recover));
+    add_steps(steps, &n, g.primary ? &primary_active : &fallback_active, 1);
+    run_steps(&g, steps);
     guest_stop(&g);
 }
 
@@ -414,6 +589,143 @@ static void test_hmp(void)
                             "fallback nic1 fallback-delay-ms 500 "
                             "active primary"));
     guest_stop(&g);
+}
+
+/*
+ * A guest that flips its drivers' state as fast as a CPU can: real-mode
+ * firmware (no SeaBIOS) that loops over "write the ready value to port A
+ * and to port B, then 0 to both", counting its rounds in RAM.  The test
+ * maps the NICs before the CPU starts and leaves the ports, values and
+ * count in RAM at STORM_PARAMS.
+ */
+#define STORM_PARAMS 0x500
+#define STORM_SECONDS 3
+#define STORM_QMP_MAX_US (5 * G_USEC_PER_SEC)
+#define POST_PORT 0x80
+
+static const uint8_t storm_loop[] = {
+    0x8b, 0x16, 0x00, 0x05,         /* mov dx, [0x500]  port A */
+    0xa0, 0x02, 0x05,               /* mov al, [0x502]  value A */
+    0xee,                           /* out dx, al */
+    0x8b, 0x16, 0x04, 0x05,         /* mov dx, [0x504]  port B */
+    0xa0, 0x06, 0x05,               /* mov al, [0x506]  value B */
+    0xee,                           /* out dx, al */
+    0x30, 0xc0,                     /* xor al, al */
+    0xee,                           /* out dx, al */
+    0x8b, 0x16, 0x00, 0x05,         /* mov dx, [0x500] */
+    0xee,                           /* out dx, al */
+    0x66, 0xff, 0x06, 0x08, 0x05,   /* inc dword [0x508] */
+    0xeb, 0xe1,                     /* jmp to the start */
+};
+
+/* jmp far f000:0000, at the reset vector */
+static const uint8_t storm_reset_vector[] = { 0xea, 0x00, 0x00, 0x00, 0xf0 };
+
+static char *storm_firmware(void)
+{
+    g_autofree uint8_t *rom = g_malloc0(64 * KiB);
+    char *path = NULL;
+    int fd;
+
+    memcpy(rom, storm_loop, sizeof(storm_loop));
+    memcpy(rom + 64 * KiB - 16, storm_reset_vector,
+           sizeof(storm_reset_vector));
+    fd = g_file_open_tmp("failover-pair-storm-XXXXXX.rom", &path, NULL);
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(write(fd, rom, 64 * KiB), ==, 64 * KiB);
+    close(fd);
+    return path;
+}
+
+/* Count, and drop, the DRIVER_STATUS_CHANGED events of nic0 and nic1 */
+static void count_status_events(QTestState *qts, int *nic0, int *nic1)
+{
+    QDict *ev;
+
+    *nic0 = *nic1 = 0;
+    while ((ev = qtest_qmp_event_ref(qts, "DRIVER_STATUS_CHANGED"))) {
+        const char *path = qdict_get_str(qdict_get_qdict(ev, "data"),
+                                         "qom-path");
+
+        *nic0 += !strcmp(path, "/machine/peripheral/nic0");
+        *nic1 += !strcmp(path, "/machine/peripheral/nic1");
+        qobject_unref(ev);
+    }
+}
+
+static int count_pair_events(QTestState *qts)
+{
+    QDict *ev;
+    int n = 0;
+
+    while ((ev = qtest_qmp_event_ref(qts, "FAILOVER_PAIR_CHANGED"))) {
+        n++;
+        qobject_unref(ev);
+    }
+    return n;
+}
+
+typedef struct Storm {
+    const char *name;
+    bool fallback_too;
+} Storm;
+
+static const Storm storms[] = {
+    { "primary", false },
+    { "both", true },
+};
+
+static void test_storm(gconstpointer opaque)
+{
+    const Storm *storm = opaque;
+    g_autofree char *rom = storm_firmware();
+    g_autofree char *extra = g_strdup_printf("-accel tcg -bios %s -S", rom);
+    int64_t start, elapsed_s, slowest = 0, t;
+    uint32_t rounds;
+    int nic0, nic1, bound;
+    Guest g;
+
+    guest_start(&g, false, extra);
+    qtest_writew(g.qts, STORM_PARAMS,
+                 g.primary_bar.addr + VIRTIO_PCI_STATUS);
+    qtest_writeb(g.qts, STORM_PARAMS + 2, VIRTIO_STATUS_READY);
+    qtest_writew(g.qts, STORM_PARAMS + 4, storm->fallback_too ?
+                 g.fallback_bar.addr + RTL_CHIPCMD : POST_PORT);
+    qtest_writeb(g.qts, STORM_PARAMS + 6, RTL_CHIPCMD_RX_TX);
+    qtest_writel(g.qts, STORM_PARAMS + 8, 0);
+
+    start = g_get_monotonic_time();
+    qtest_qmp_assert_success(g.qts, "{ 'execute': 'cont' }");
+    /* The monitor must keep answering while the guest storms */
+    do {
+        g_autofree char *active = NULL;
+
+        t = g_get_monotonic_time();
+        active = pair_active(g.qts);
+        t = g_get_monotonic_time() - t;
+        slowest = MAX(slowest, t);
+        g_usleep(100 * 1000);
+    } while (g_get_monotonic_time() - start < STORM_SECONDS * G_USEC_PER_SEC);
+    qtest_qmp_assert_success(g.qts, "{ 'execute': 'stop' }");
+    elapsed_s = (g_get_monotonic_time() - start) / G_USEC_PER_SEC + 1;
+
+    rounds = qtest_readl(g.qts, STORM_PARAMS + 8);
+    g_test_message("%u rounds in %" PRId64 " s, slowest qom-get %" PRId64
+                   " us", rounds, elapsed_s, slowest);
+    g_assert_cmpint(rounds, >=, 1000);
+    g_assert_cmpint(slowest, <, STORM_QMP_MAX_US);
+
+    /* Throttled per device: the first at once, then one a second */
+    bound = elapsed_s + 1;
+    count_status_events(g.qts, &nic0, &nic1);
+    g_test_message("events: nic0 %d, nic1 %d", nic0, nic1);
+    g_assert_cmpint(nic0, >=, 1);
+    g_assert_cmpint(nic0, <=, bound);
+    g_assert_cmpint(nic1, >=, storm->fallback_too);
+    g_assert_cmpint(nic1, <=, bound);
+    g_assert_cmpint(count_pair_events(g.qts), <=, bound);
+    guest_stop(&g);
+    unlink(rom);
 }
 
 static void wait_migration(QTestState *qts)
@@ -570,8 +882,26 @@ int main(int argc, char **argv)
     }
     qtest_add_func("/failover-pair/event", test_event);
     qtest_add_func("/failover-pair/hmp", test_hmp);
+    for (i = 0; i < ARRAY_SIZE(storms); i++) {
+        g_autofree char *path = g_strdup_printf("/failover-pair/storm/%s",
+                                                storms[i].name);
+        qtest_add_data_func(path, &storms[i], test_storm);
+    }
     qtest_add_func("/failover-pair/migrate-during-delay",
                    test_migrate_during_delay);
+    for (i = 0; i < ARRAY_SIZE(hostile_cases); i++) {
+        HostileCase *c = &hostile_cases[i];
+        g_autofree char *path = NULL;
+
+        c->e1000 = i / (PAIR_STATE__MAX * DISRUPTION__MAX);
+        c->state = i / DISRUPTION__MAX % PAIR_STATE__MAX;
+        c->disruption = i % DISRUPTION__MAX;
+        path = g_strdup_printf("/failover-pair/hostile/%s/%s/%s",
+                               c->e1000 ? "e1000" : "rtl8139",
+                               state_names[c->state],
+                               disruption_names[c->disruption]);
+        qtest_add_data_func(path, c, test_hostile);
+    }
     for (i = 0; i < ARRAY_SIZE(bad_cases); i++) {
         g_autofree char *path = g_strdup_printf("/failover-pair/bad/%s",
                                                 bad_cases[i].name);

@@ -1,0 +1,364 @@
+/*
+ * Fuzzing target: a failover pair driven by a hostile guest and host
+ *
+ * Copyright (c) 2026 The QEMU driver status authors
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ *
+ * The input is a sequence of 8-byte operations on a machine with a
+ * virtio-net NIC and a legacy NIC (rtl8139 or e1000) joined in a
+ * failover pair: the guest side (PCI config space, I/O and MMIO accesses
+ * to the NICs' BARs, writes to the registers their drivers bring them up
+ * with, virtual clock steps) and the management side (set_link, NIC
+ * unplug, system_reset).
+ *
+ * Besides crashes and sanitizer reports, the pair's promise is checked
+ * after every operation: at most one of its NICs has its link up, and
+ * only a NIC whose driver is ready.
+ *
+ * An unplugged NIC cannot come back into the pair (the pair is
+ * cold-plugged), so an input that unplugs runs in a forked child to keep
+ * the VM the same for the inputs that follow; libFuzzer gets no coverage
+ * from those runs, only their crashes.  The child has no vCPU thread,
+ * which a whole-machine reset waits for (vapic), so there a reset resets
+ * the PCI bus and the pair, together, as a system reset would.
+ */
+
+#include "qemu/osdep.h"
+#include <sys/wait.h>
+#include "qapi/error.h"
+#include "qapi/qapi-commands-net.h"
+#include "qapi/qapi-commands-qdev.h"
+#include "hw/driver-status.h"
+#include "hw/core/resetcontainer.h"
+#include "hw/pci/pci_regs.h"
+#include "net/net.h"
+#include "qom/object.h"
+#include "system/runstate.h"
+#include "tests/qtest/libqtest.h"
+#include "tests/qtest/libqos/pci-pc.h"
+#include "fuzz.h"
+
+#define PRIMARY_SLOT 3
+#define FALLBACK_SLOT 4
+#define DELAY_NS (500 * 1000 * 1000LL)
+#define ACPI_PCIHP_EJECT 0xae08
+
+enum {
+    OP_WRITE,       /* width (offset & 3), BAR offset, value */
+    OP_READ,
+    OP_PCI_WRITE,   /* width (offset & 3), config offset, value */
+    OP_DRIVER,      /* value to the register the driver enables with */
+    OP_CLOCK_STEP,  /* value % (3 * the fallback delay) ns */
+    OP_SET_LINK,    /* value & 1: up */
+    OP_RESET,
+    OP_UNPLUG,
+    OP__MAX,
+};
+
+typedef struct QEMU_PACKED FuzzOp {
+    uint8_t op;
+    uint8_t nic;    /* even: the primary, odd: the fallback */
+    uint16_t offset;
+    uint32_t value;
+} FuzzOp;
+
+typedef struct FuzzNic {
+    const char *id;
+    QPCIDevice *dev;
+    QPCIBar bar;
+    uint64_t bar_size;
+    bool unplugged;
+} FuzzNic;
+
+static const char *fallback_model;
+static bool in_child;
+
+/* What firmware does: enable the NICs still there and map their BAR 0 */
+static QPCIBus *fuzz_map(QTestState *s, QPCIBus *bus, FuzzNic *nics)
+{
+    static const int slots[] = { PRIMARY_SLOT, FALLBACK_SLOT };
+    int i;
+
+    if (bus) {
+        /* Start address allocation over: reset unmapped the BARs */
+        qpci_free_pc(bus);
+    }
+    bus = qpci_new_pc(s, NULL);
+    for (i = 0; i < 2; i++) {
+        FuzzNic *nic = &nics[i];
+
+        nic->id = i ? "nic1" : "nic0";
+        g_free(nic->dev);
+        nic->dev = qpci_device_find(bus, QPCI_DEVFN(slots[i], 0));
+        nic->unplugged = !nic->dev;
+        if (nic->dev) {
+            qpci_device_enable(nic->dev);
+            nic->bar = qpci_iomap(nic->dev, 0, &nic->bar_size);
+        }
+    }
+    return bus;
+}
+
+static void fuzz_io(FuzzNic *nic, const FuzzOp *o, bool write)
+{
+    unsigned width = 1 << ((o->offset & 3) % 3);
+    uint64_t off = ((o->offset >> 2) % nic->bar_size) & ~(uint64_t)(width - 1);
+
+    switch (width | (write ? 8 : 0)) {
+    case 1 | 8:
+        qpci_io_writeb(nic->dev, nic->bar, off, o->value);
+        break;
+    case 2 | 8:
+        qpci_io_writew(nic->dev, nic->bar, off, o->value);
+        break;
+    case 4 | 8:
+        qpci_io_writel(nic->dev, nic->bar, off, o->value);
+        break;
+    case 1:
+        qpci_io_readb(nic->dev, nic->bar, off);
+        break;
+    case 2:
+        qpci_io_readw(nic->dev, nic->bar, off);
+        break;
+    default:
+        qpci_io_readl(nic->dev, nic->bar, off);
+        break;
+    }
+}
+
+static void fuzz_pci_write(FuzzNic *nic, const FuzzOp *o)
+{
+    uint8_t off = o->offset >> 2;
+
+    switch ((o->offset & 3) % 3) {
+    case 0:
+        qpci_config_writeb(nic->dev, off, o->value);
+        break;
+    case 1:
+        qpci_config_writew(nic->dev, off & ~1, o->value);
+        break;
+    default:
+        qpci_config_writel(nic->dev, off & ~3, o->value);
+        break;
+    }
+}
+
+/*
+ * The registers whose writes change the driver status: virtio's device
+ * status, rtl8139's ChipCmd, e1000's CTRL, RCTL or TCTL.
+ */
+static void fuzz_driver(FuzzNic *nic, bool primary, const FuzzOp *o)
+{
+    static const uint16_t e1000_regs[] = { 0x0, 0x100, 0x400 };
+
+    if (primary) {
+        qpci_io_writeb(nic->dev, nic->bar, 18, o->value);
+    } else if (!strcmp(fallback_model, "rtl8139")) {
+        qpci_io_writeb(nic->dev, nic->bar, 0x37, o->value);
+    } else {
+        qpci_io_writel(nic->dev, nic->bar, e1000_regs[o->offset % 3],
+                       o->value);
+    }
+}
+
+static bool fuzz_link_up(const char *id)
+{
+    NetClientState *ncs[MAX_QUEUE_NUM];
+    int i, n;
+
+    n = qemu_find_net_clients_except(id, ncs, NET_CLIENT_DRIVER__MAX,
+                                     MAX_QUEUE_NUM);
+    for (i = 0; i < n; i++) {
+        if (ncs[i]->info->type == NET_CLIENT_DRIVER_NIC &&
+            !ncs[i]->link_down) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool fuzz_driver_ready(const char *id)
+{
+    g_autofree char *path = g_strdup_printf("/machine/peripheral/%s", id);
+    Object *obj = object_resolve_path(path, NULL);
+    DriverStatusReporter *r;
+
+    r = obj ? driver_status_find_reporter(DEVICE(obj)) : NULL;
+    return r && driver_status_get(r) == DRIVER_STATUS_READY;
+}
+
+static void fuzz_check_pair(FuzzNic *nics)
+{
+    int i, up = 0;
+
+    for (i = 0; i < 2; i++) {
+        if (fuzz_link_up(nics[i].id)) {
+            g_assert(fuzz_driver_ready(nics[i].id));
+            up++;
+        }
+    }
+    g_assert_cmpint(up, <=, 1);
+}
+
+static void fuzz_unplug(QTestState *s, FuzzNic *nic, int slot)
+{
+    g_autofree char *path = g_strdup_printf("/machine/peripheral/%s",
+                                            nic->id);
+
+    /* Refused while an unplug is pending, like QMP device_del */
+    qmp_device_del(nic->id, NULL);
+    /* The guest's ACPI code ejects the slot */
+    qtest_outl(s, ACPI_PCIHP_EJECT, 1 << slot);
+    nic->unplugged = !object_resolve_path(path, NULL);
+}
+
+static void fuzz_reset_machine(void)
+{
+    ResettableContainer *rc;
+
+    if (!in_child) {
+        qemu_system_reset(SHUTDOWN_CAUSE_HOST_QMP_SYSTEM_RESET);
+        return;
+    }
+    rc = RESETTABLE_CONTAINER(object_new(TYPE_RESETTABLE_CONTAINER));
+    resettable_container_add(rc, object_resolve_path("/machine/i440fx/pci.0",
+                                                     NULL));
+    resettable_container_add(rc, object_resolve_path(
+                                     "/machine/peripheral/pair0", NULL));
+    resettable_reset(OBJECT(rc), RESET_TYPE_COLD);
+    object_unref(rc);
+}
+
+static void fuzz_run(QTestState *s, const FuzzOp *ops, size_t n)
+{
+    FuzzNic nics[2] = { 0 };
+    QPCIBus *bus = fuzz_map(s, NULL, nics);
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        const FuzzOp *o = &ops[i];
+        FuzzNic *nic = &nics[o->nic & 1];
+
+        if (nic->unplugged && o->op % OP__MAX != OP_RESET &&
+            o->op % OP__MAX != OP_CLOCK_STEP) {
+            continue;
+        }
+        switch (o->op % OP__MAX) {
+        case OP_WRITE:
+        case OP_READ:
+            fuzz_io(nic, o, o->op % OP__MAX == OP_WRITE);
+            break;
+        case OP_PCI_WRITE:
+            fuzz_pci_write(nic, o);
+            break;
+        case OP_DRIVER:
+            fuzz_driver(nic, nic == &nics[0], o);
+            break;
+        case OP_CLOCK_STEP:
+            qtest_clock_step(s, 1 + o->value % (3 * DELAY_NS));
+            break;
+        case OP_SET_LINK:
+            qmp_set_link(nic->id, o->value & 1, &error_abort);
+            break;
+        case OP_RESET:
+            fuzz_reset_machine();
+            bus = fuzz_map(s, bus, nics);
+            break;
+        case OP_UNPLUG:
+            fuzz_unplug(s, nic, nic == &nics[0] ? PRIMARY_SLOT : FALLBACK_SLOT);
+            break;
+        }
+        flush_events(s);
+        fuzz_check_pair(nics);
+    }
+
+    for (i = 0; i < 2; i++) {
+        if (!nics[i].unplugged) {
+            qmp_set_link(nics[i].id, true, &error_abort);
+        }
+        g_free(nics[i].dev);
+    }
+    qpci_free_pc(bus);
+}
+
+static bool fuzz_unplugs(const FuzzOp *ops, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        if (ops[i].op % OP__MAX == OP_UNPLUG) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static void failover_pair_fuzz(QTestState *s, const unsigned char *data,
+                               size_t size)
+{
+    size_t n = size / sizeof(FuzzOp);
+    g_autofree FuzzOp *ops = g_memdup2(data, n * sizeof(FuzzOp));
+    int status;
+    pid_t pid;
+
+    if (!fuzz_unplugs(ops, n)) {
+        fuzz_run(s, ops, n);
+        fuzz_reset(s);
+        return;
+    }
+
+    pid = fork();
+    g_assert(pid >= 0);
+    if (pid == 0) {
+        in_child = true;
+        fuzz_run(s, ops, n);
+        _exit(0);
+    }
+    g_assert(waitpid(pid, &status, 0) == pid);
+    /* Make the child's failure ours, so that libFuzzer saves the input */
+    if (!WIFEXITED(status) || WEXITSTATUS(status)) {
+        abort();
+    }
+}
+
+static GString *failover_pair_cmdline(FuzzTarget *t)
+{
+    GString *cmdline = g_string_new(NULL);
+
+    fallback_model = t->opaque;
+    g_string_printf(cmdline,
+        "%s -machine pc,accel=qtest -m 16M -nodefaults -display none "
+        "-netdev user,id=hs0 -netdev user,id=hs1 "
+        "-device virtio-net-pci,id=nic0,netdev=hs0,disable-modern=on,"
+        "addr=%d "
+        "-device %s,id=nic1,netdev=hs1,addr=%d "
+        "-device failover-pair,id=pair0,primary=nic0,fallback=nic1",
+        TARGET_NAME, PRIMARY_SLOT, fallback_model, FALLBACK_SLOT);
+    return cmdline;
+}
+
+static void register_failover_pair_fuzz_targets(void)
+{
+    static const char *const models[] = { "rtl8139", "e1000" };
+    int i;
+
+    for (i = 0; i < ARRAY_SIZE(models); i++) {
+        /* Kept for the life of the process, in the target list */
+        char *name = g_strdup_printf("failover-pair-%s", models[i]);
+        char *desc = g_strdup_printf(
+            "Fuzz a failover pair of virtio-net and %s from the guest "
+            "(PCI, I/O, MMIO, clock) and the host (set_link, unplug, reset)",
+            models[i]);
+
+        fuzz_add_target(&(FuzzTarget){
+            .name = name,
+            .description = desc,
+            .get_init_cmdline = failover_pair_cmdline,
+            .fuzz = failover_pair_fuzz,
+            .opaque = (void *)models[i],
+        });
+    }
+}
+
+fuzz_target_init(register_failover_pair_fuzz_targets);
