@@ -9,6 +9,7 @@ GUEST := $(CACHE)/guest
 BUILD := build
 SRC := $(BUILD)/src
 OBJ := $(BUILD)/qemu
+PRISTINE := $(BUILD)/pristine
 PYTHON := /usr/bin/python3
 QUEUE := $(PYTHON) build-glue/queue.py
 JOBS ?= $(shell nproc)
@@ -25,10 +26,27 @@ CONFIGURE_FLAGS := --python=$(PYTHON) --target-list=x86_64-softmmu \
 	--without-default-features --enable-slirp --enable-fdt=system \
 	--disable-docs --disable-install-blobs
 
+# The sanitizer build: AddressSanitizer, UndefinedBehaviorSanitizer and
+# libFuzzer's instrumentation (clang), for the project's qtests, upstream's
+# NIC qtests and the failover-pair fuzz targets (qemu-fuzz-x86_64).
+SAN := $(BUILD)/san
+SAN_CONFIGURE_FLAGS := --python=$(PYTHON) --target-list=x86_64-softmmu \
+	--cc="ccache clang" --cxx="ccache clang++" \
+	--without-default-features --enable-slirp --enable-fdt=system \
+	--disable-docs --disable-install-blobs \
+	--enable-asan --enable-ubsan --enable-fuzzing
+SAN_QTESTS = $(QTESTS) rtl8139-test virtio-net-failover qos-test \
+	device-introspect-test
+FUZZ_TARGETS := failover-pair-rtl8139 failover-pair-e1000
+# Seconds per fuzz target: make fuzz, and the short run in make check
+FUZZ_SECONDS ?= 600
+CHECK_FUZZ_SECONDS ?= 60
+
 # Firmware the build does not ship: Debian's seabios and ipxe-qemu, and
 # the option ROMs (linuxboot_dma.bin, ...) built from pc-bios/optionrom.
 FIRMWARE_DIRS := /usr/share/seabios /usr/lib/ipxe/qemu
-DATADIR := $(OBJ)/qemu-bundle/usr/local/share/qemu
+BUNDLE_DATADIR := qemu-bundle/usr/local/share/qemu
+DATADIR := $(OBJ)/$(BUNDLE_DATADIR)
 
 # Project qtests, then upstream's own NIC qtests as regression guards
 # (e1000-test and virtio-net-test are libqos tests, run by qos-test;
@@ -39,10 +57,38 @@ QTESTS_UPSTREAM := rtl8139-test virtio-net-failover qos-test qmp-cmd-test \
 	test-hmp device-introspect-test
 
 .PHONY: help deps fetch prepare build docs guest e2e check series bisect \
-	refresh import demo clean
+	refresh import demo clean pristine bench build-san fuzz
 
 help:
 	@sed -n 's/^## //p' $(MAKEFILE_LIST)
+
+# $(call configure-qemu,DIR[,FLAGS]): configure DIR from its sibling
+# DIR/../src with FLAGS (CONFIGURE_FLAGS), from scratch when they changed (build/qemu from build/src,
+# build/pristine/qemu from build/pristine/src: the same relative paths, so
+# ccache serves the pristine build from the patched one's objects).
+define configure-qemu
+	@if [ "$$(cat $(1)/configure-flags 2>/dev/null)" != \
+			'$(or $(2),$(CONFIGURE_FLAGS))' ]; then \
+		rm -rf $(1) && mkdir -p $(1) && cd $(1) && \
+		../src/configure $(or $(2),$(CONFIGURE_FLAGS)) \
+		>configure.log 2>&1 || \
+		{ tail -30 configure.log; exit 1; }; \
+		echo '$(or $(2),$(CONFIGURE_FLAGS))' >configure-flags; \
+	fi
+endef
+
+# $(call link-firmware,DIR[,ROMS]): build the option ROMs of ROMS (DIR;
+# clang builds have none: they take gcc's) and link them, with
+# FIRMWARE_DIRS, into DIR's qemu-bundle data folder.
+define link-firmware
+	@$(MAKE) -s -C $(or $(2),$(1))/pc-bios/optionrom >/dev/null 2>&1 || \
+		$(MAKE) -C $(or $(2),$(1))/pc-bios/optionrom
+	@mkdir -p $(1)/$(BUNDLE_DATADIR)
+	@for f in $(addsuffix /*,$(FIRMWARE_DIRS)) \
+		$(CURDIR)/$(or $(2),$(1))/pc-bios/optionrom/*.bin; do \
+		ln -sfn $$f $(1)/$(BUNDLE_DATADIR)/; \
+	done
+endef
 
 ## deps      install the Debian packages the build and tests use
 deps:
@@ -58,22 +104,10 @@ prepare: fetch
 
 ## build     configure and build build/qemu-system-x86_64
 build: prepare
-	@if [ "$$(cat $(OBJ)/configure-flags 2>/dev/null)" != \
-			'$(CONFIGURE_FLAGS)' ]; then \
-		rm -rf $(OBJ) && mkdir -p $(OBJ) && cd $(OBJ) && \
-		../src/configure $(CONFIGURE_FLAGS) >configure.log 2>&1 || \
-		{ tail -30 configure.log; exit 1; }; \
-		echo '$(CONFIGURE_FLAGS)' >configure-flags; \
-	fi
+	$(call configure-qemu,$(OBJ))
 	ninja -C $(OBJ) -j$(JOBS) qemu-system-x86_64 \
 		$(addprefix tests/qtest/,$(QTESTS) $(QTESTS_UPSTREAM))
-	@$(MAKE) -s -C $(OBJ)/pc-bios/optionrom >/dev/null 2>&1 || \
-		$(MAKE) -C $(OBJ)/pc-bios/optionrom
-	@mkdir -p $(DATADIR)
-	@for f in $(addsuffix /*,$(FIRMWARE_DIRS)) \
-		$(CURDIR)/$(OBJ)/pc-bios/optionrom/*.bin; do \
-		ln -sfn $$f $(DATADIR)/; \
-	done
+	$(call link-firmware,$(OBJ))
 	@ln -sfn qemu/qemu-system-x86_64 $(BUILD)/qemu-system-x86_64
 
 ## docs      build the HTML manual with Sphinx (warnings are errors)
@@ -98,9 +132,25 @@ e2e: build guest
 	@$(PYTHON) build-glue/e2e.py --qemu $(BUILD)/qemu-system-x86_64 \
 		--guest $(GUEST)/guest --mode real,tool
 
+## build-san build build/san: the emulator, qtests and fuzz targets with
+##           ASan, UBSan and libFuzzer (clang)
+build-san: build
+	$(call configure-qemu,$(SAN),$(SAN_CONFIGURE_FLAGS))
+	ninja -C $(SAN) -j$(JOBS) qemu-system-x86_64 qemu-fuzz-x86_64 \
+		$(addprefix tests/qtest/,$(SAN_QTESTS))
+	$(call link-firmware,$(SAN),$(OBJ))
+
+## fuzz      run each failover-pair fuzz target for FUZZ_SECONDS (600)
+fuzz: build-san
+	@sh build-glue/fuzz.sh $(SAN) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
 ## check     build, run every test suite, verify the exported series
-check: build docs series guest
-	@sh build-glue/check.sh $(OBJ) "$(QTESTS) $(QTESTS_UPSTREAM)" $(GUEST)
+check: build build-san docs series guest
+	@CHECK_FUZZ_SECONDS=$(CHECK_FUZZ_SECONDS) \
+		SAN="$(SAN)" SAN_QTESTS="$(SAN_QTESTS)" \
+		FUZZ_TARGETS="$(FUZZ_TARGETS)" \
+		sh build-glue/check.sh $(OBJ) "$(QTESTS) $(QTESTS_UPSTREAM)" \
+		$(GUEST)
 
 ## series    export the series as build/series/*.patch and checkpatch it
 series: prepare
@@ -124,6 +174,25 @@ import:
 demo: build guest
 	@$(PYTHON) build-glue/demo.py --qemu $(BUILD)/qemu-system-x86_64 \
 		--guest $(GUEST)/guest
+
+## pristine  build/pristine/qemu-system-x86_64: QEMU at `base`, without the
+##           series (git archive of build/src, same flags; for make bench)
+pristine: $(if $(BENCH_NOBUILD),,prepare)
+	@$(SHELL) build-glue/pristine.sh $(SRC) $(PRISTINE)/src
+	$(call configure-qemu,$(PRISTINE)/qemu)
+	nice ninja -C $(PRISTINE)/qemu -j$(JOBS) qemu-system-x86_64
+	$(call link-firmware,$(PRISTINE)/qemu)
+	@ln -sfn qemu/qemu-system-x86_64 $(PRISTINE)/qemu-system-x86_64
+
+## bench     measure what the series costs and buys, pristine vs patched:
+##           data path (callgrind), decision latency, time to network;
+##           BENCH=datapath,latency,boot BENCH_REPEAT=3 BENCH_BOOT_REPEAT=5
+##           BENCH_NOBUILD=1: use build/qemu as it is, without make build
+bench: $(if $(BENCH_NOBUILD),,build) guest pristine
+	@$(PYTHON) build-glue/bench.py --patched $(BUILD)/qemu-system-x86_64 \
+		--pristine $(PRISTINE)/qemu-system-x86_64 --guest $(GUEST)/guest \
+		--sections "$(BENCH)" --repeat "$(BENCH_REPEAT)" \
+		--boot-repeat "$(BENCH_BOOT_REPEAT)" --csv $(BUILD)/bench/bench.csv
 
 ## clean     remove build/ (the download cache stays)
 clean:

@@ -1,0 +1,1016 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""make bench: what the series costs and what it buys, pristine vs patched.
+
+Every figure is measured in this run, on both emulators where both can be
+measured, repeated, and reported as median, min and max (and ratios):
+
+datapath  instructions per transmitted packet through rtl8139, e1000 and
+          virtio-net (legacy), under valgrind --tool=callgrind: pristine
+          lone NIC, patched lone NIC, patched NIC in a failover pair.
+latency   virtual time from the guest's register write that makes a driver
+          ready to the link changes the pair makes (patched only: the
+          pristine emulator has no pair, its links are up from power-on).
+boot      wall-clock time from QEMU's start to the first successful ping of
+          a real Linux guest (build-glue/guest), lone NICs and pairs.
+
+Both emulators are driven byte for byte the same way: the script speaks
+the qtest text protocol itself over a unix socket (-accel qtest) and plays
+the guest driver with port and memory writes; QMP is spoken by hand too.
+
+    /usr/bin/python3 build-glue/bench.py --patched QEMU --pristine QEMU \
+        --guest DIR [--sections datapath,latency,boot] [--repeat 3] \
+        [--boot-repeat 5] [--csv FILE]
+"""
+
+import argparse
+import base64
+import csv
+import glob
+import json
+import os
+import shutil
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+SECTIONS = ('datapath', 'latency', 'boot')
+DELAY_MS = 500
+DELAY_NS = DELAY_MS * 1000 * 1000
+START_TIMEOUT = 180.0       # QEMU start (under valgrind) to its qtest connection
+REPLY_TIMEOUT = 120.0       # one qtest/QMP reply (valgrind is slow)
+BOOT_TIMEOUT = 150.0        # QEMU start to the guest's first ping (TCG)
+
+# Guest memory layout of the data path "drivers" (guest RAM is 64 MiB)
+BUF = 0x100000              # the frame (rtl8139, e1000)
+VBUF = 0x101000             # virtio-net header + the frame
+RING = 0x200000             # e1000 TX ring, virtio TX vring (page aligned)
+IO_RTL = 0xc000             # rtl8139 BAR 0 (I/O, 256 bytes)
+IO_VIRTIO = 0xc200          # virtio-net legacy BAR 0 (I/O)
+MMIO_E1000 = 0xe0000000     # e1000 BAR 0 (MMIO, 128 KiB)
+PRIMARY_SLOT = 3            # virtio-net, as in tests/qtest/failover-pair-test.c
+FALLBACK_SLOT = 4           # rtl8139 / e1000
+
+# The frame every data path case sends: broadcast, local ethertype, 64 bytes
+FRAME = (b'\xff' * 6 + bytes.fromhex('525400123456') + b'\x88\xb5' +
+         b'qemu-bench').ljust(64, b'\0')
+
+
+class BenchError(Exception):
+    """A measurement could not be made."""
+
+
+# --------------------------------------------------------------------------
+# QEMU driven over qtest (and QMP), optionally under valgrind
+# --------------------------------------------------------------------------
+
+class Sink:
+    """A unix datagram socket that a -netdev dgram sends frames to: counts
+    the frames equal to FRAME (and any other)."""
+
+    def __init__(self, path):
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(path)
+        self.sock.settimeout(0.2)
+        self.count = 0
+        self.other = 0
+        self.cond = threading.Condition()
+        self.stop = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self.stop:
+            try:
+                data = self.sock.recv(65536)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            with self.cond:
+                if data == FRAME:
+                    self.count += 1
+                else:
+                    self.other += 1
+                self.cond.notify_all()
+
+    def wait(self, n, timeout=60.0):
+        """Wait until N frames have arrived; BenchError if they do not."""
+        end = time.monotonic() + timeout
+        with self.cond:
+            while self.count < n:
+                left = end - time.monotonic()
+                if left <= 0:
+                    raise BenchError(f'only {self.count} of {n} frames arrived '
+                                     f'(link down? frame dropped?)')
+                self.cond.wait(left)
+
+    def close(self):
+        self.stop = True
+        self.sock.close()
+        self.thread.join(2)
+
+
+class Qemu:
+    """One emulator: -accel qtest, the qtest socket ours (QEMU connects to
+    it, as with libqtest), QMP on a second socket."""
+
+    def __init__(self, binary, args, workdir, tag, prefix=()):
+        self.workdir = workdir
+        qtest_path = os.path.join(workdir, f'{tag}.qtest')
+        self.qmp_path = os.path.join(workdir, f'{tag}.qmp')
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(qtest_path)
+        listener.listen(1)
+        listener.settimeout(1.0)
+        self.stderr_path = os.path.join(workdir, f'{tag}.stderr')
+        self.argv = list(prefix) + [
+            binary, '-qtest', f'unix:{qtest_path}', '-accel', 'qtest',
+            '-machine', 'pc', '-nodefaults', '-no-user-config',
+            '-display', 'none', '-m', '64',
+            '-qmp', f'unix:{self.qmp_path},server=on,wait=off'] + list(args)
+        self.errf = open(self.stderr_path, 'wb')
+        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
+                                     stdout=self.errf, stderr=self.errf)
+        self.conn = None
+        self.qmp_sock = None
+        end = time.monotonic() + START_TIMEOUT
+        try:
+            while self.conn is None:
+                if self.proc.poll() is not None:
+                    raise BenchError(f'QEMU exited with {self.proc.returncode}: '
+                                     f'{self.stderr_tail()}')
+                if time.monotonic() > end:
+                    raise BenchError('QEMU did not connect to the qtest socket')
+                try:
+                    self.conn, _ = listener.accept()
+                except socket.timeout:
+                    pass
+        except BaseException:
+            self.kill()
+            raise
+        finally:
+            listener.close()
+        self.conn.settimeout(REPLY_TIMEOUT)
+        self.rfile = self.conn.makefile('rb')
+
+    def stderr_tail(self):
+        self.errf.flush()
+        try:
+            with open(self.stderr_path, 'rb') as f:
+                return f.read()[-600:].decode(errors='replace').strip()
+        except OSError:
+            return ''
+
+    # -- qtest -------------------------------------------------------------
+    def cmd(self, line):
+        """Send one qtest command, return the words after OK."""
+        send = line
+        while True:
+            try:
+                if send:
+                    self.conn.sendall(send.encode() + b'\n')
+                    send = None
+                raw = self.rfile.readline()
+            except socket.timeout:
+                raise BenchError(f'no qtest reply to {line!r}') from None
+            except OSError as e:
+                self.proc.poll()
+                raise BenchError(f'qtest {line!r}: {e}: {self.stderr_tail()}') from None
+            if not raw:
+                raise BenchError(f'QEMU closed the qtest socket at {line!r}: '
+                                 f'{self.stderr_tail()}')
+            reply = raw.decode().strip()
+            if reply.startswith('IRQ'):
+                continue
+            words = reply.split()
+            if not words or words[0] != 'OK':
+                raise BenchError(f'qtest {line!r}: {reply}')
+            return words[1:]
+
+    def out(self, size, addr, val):
+        self.cmd(f'out{size} 0x{addr:x} 0x{val:x}')
+
+    def inp(self, size, addr):
+        return int(self.cmd(f'in{size} 0x{addr:x}')[0], 0)
+
+    def writel(self, addr, val):
+        self.cmd(f'writel 0x{addr:x} 0x{val:x}')
+
+    def readl(self, addr):
+        return int(self.cmd(f'readl 0x{addr:x}')[0], 0)
+
+    def write(self, addr, data):
+        self.cmd(f'write 0x{addr:x} 0x{len(data):x} 0x{data.hex()}')
+
+    def b64read(self, addr, size):
+        return base64.b64decode(self.cmd(f'b64read 0x{addr:x} 0x{size:x}')[0])
+
+    def clock_step(self, ns=None):
+        """Step the virtual clock by NS, or to the next timer deadline;
+        return the new virtual time in ns."""
+        return int(self.cmd('clock_step' if ns is None else f'clock_step {ns}')[0])
+
+    # -- QMP ---------------------------------------------------------------
+    def qmp(self, execute, **arguments):
+        if self.qmp_sock is None:
+            self.qmp_sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.qmp_sock.settimeout(REPLY_TIMEOUT)
+            self.qmp_sock.connect(self.qmp_path)
+            self.qmp_file = self.qmp_sock.makefile('rb')
+            self._qmp_reply(greeting=True)
+            self.qmp('qmp_capabilities')
+        msg = {'execute': execute}
+        if arguments:
+            msg['arguments'] = arguments
+        self.qmp_sock.sendall(json.dumps(msg).encode() + b'\n')
+        return self._qmp_reply()
+
+    def _qmp_reply(self, greeting=False):
+        while True:
+            raw = self.qmp_file.readline()
+            if not raw:
+                raise BenchError('QEMU closed the QMP socket')
+            msg = json.loads(raw)
+            if greeting and 'QMP' in msg:
+                return msg
+            if 'event' in msg:
+                continue
+            if 'error' in msg:
+                raise BenchError(f"QMP: {msg['error'].get('desc')}")
+            return msg.get('return')
+
+    def quit(self, timeout=REPLY_TIMEOUT):
+        """Quit through QMP and wait for the process (valgrind then writes
+        its last dump)."""
+        try:
+            self.qmp('quit')
+        except (BenchError, OSError, ValueError):
+            pass
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise BenchError('QEMU did not quit') from None
+        finally:
+            self.close()
+        if self.proc.returncode != 0:
+            raise BenchError(f'QEMU exited with {self.proc.returncode}: '
+                             f'{self.stderr_tail()}')
+
+    def close(self):
+        for f in (getattr(self, 'rfile', None), self.conn,
+                  getattr(self, 'qmp_file', None), self.qmp_sock):
+            try:
+                if f:
+                    f.close()
+            except OSError:
+                pass
+        self.errf.close()
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.close()
+
+
+# --------------------------------------------------------------------------
+# The guest side: PCI set-up as firmware does it, then the NIC drivers
+# --------------------------------------------------------------------------
+
+def cfg_addr(slot, off):
+    return 0x80000000 | (slot << 11) | (off & 0xfc)
+
+
+def cfg_write(q, slot, off, size, val):
+    q.out('l', 0xcf8, cfg_addr(slot, off))
+    q.out({4: 'l', 2: 'w', 1: 'b'}[size], 0xcfc + (off & 3), val)
+
+
+def cfg_read(q, slot, off, size):
+    q.out('l', 0xcf8, cfg_addr(slot, off))
+    return q.inp({4: 'l', 2: 'w', 1: 'b'}[size], 0xcfc + (off & 3))
+
+
+def map_bar0(q, slot, addr, vendor_device):
+    """Check the device, map its BAR 0 at ADDR, enable I/O, memory and bus
+    mastering (the NICs read their TX buffers by DMA)."""
+    vd = cfg_read(q, slot, 0, 4)
+    if vd != vendor_device:
+        raise BenchError(f'PCI slot {slot}: id {vd:08x}, expected {vendor_device:08x}')
+    cfg_write(q, slot, 0x10, 4, addr)
+    cfg_write(q, slot, 0x04, 2, 0x07)
+
+
+class Rtl8139:
+    """rtl8139 with the 8139too TX path: four TX descriptors, TSAD0-3 hold
+    the buffer address, a write of the size to TSD<n> transmits."""
+    name = 'rtl8139'
+    device = 'rtl8139'
+    slot = FALLBACK_SLOT
+    legacy = True
+
+    def setup(self, q):
+        map_bar0(q, self.slot, IO_RTL, 0x813910ec)
+        q.out('b', IO_RTL + 0x37, 0x10)              # ChipCmd: reset
+        q.write(BUF, FRAME)
+        for i in range(4):
+            q.out('l', IO_RTL + 0x20 + 4 * i, BUF)   # TSAD0-3
+        self.sent = 0
+
+    def ready(self, q):
+        q.out('b', IO_RTL + 0x37, 0x0c)              # ChipCmd: RxEnb|TxEnb
+
+    def link(self, q):
+        return bool(q.inp('w', IO_RTL + 0x64) & 0x04)   # BasicModeStatus
+
+    def send(self, q):
+        q.out('l', IO_RTL + 0x10 + 4 * (self.sent % 4), len(FRAME))  # TSD<n>
+        self.sent += 1
+
+
+class E1000:
+    """e1000 with a legacy TX descriptor ring of 256 descriptors, all on
+    the same frame; a write of TDT transmits."""
+    name = 'e1000'
+    device = 'e1000'
+    slot = FALLBACK_SLOT
+    legacy = True
+    NDESC = 256
+
+    def setup(self, q):
+        map_bar0(q, self.slot, MMIO_E1000, 0x100e8086)
+        b = MMIO_E1000
+        q.writel(b + 0x0, 1 << 26)                   # CTRL.RST
+        q.write(BUF, FRAME)
+        desc = struct.pack('<QII', BUF, len(FRAME) | (0x0b << 24), 0)  # EOP|IFCS|RS
+        q.write(RING, desc * self.NDESC)
+        q.writel(b + 0x3800, RING)                   # TDBAL
+        q.writel(b + 0x3804, 0)                      # TDBAH
+        q.writel(b + 0x3808, 16 * self.NDESC)        # TDLEN
+        q.writel(b + 0x3810, 0)                      # TDH
+        q.writel(b + 0x3818, 0)                      # TDT
+        self.sent = 0
+
+    def ready(self, q):
+        q.writel(MMIO_E1000 + 0x100, 1 << 1)             # RCTL.EN
+        q.writel(MMIO_E1000 + 0x400, (1 << 1) | (1 << 3))  # TCTL.EN|PSP
+
+    def link(self, q):
+        return bool(q.readl(MMIO_E1000 + 0x8) & 2)    # STATUS.LU
+
+    def send(self, q):
+        self.sent += 1
+        q.writel(MMIO_E1000 + 0x3818, self.sent % self.NDESC)   # TDT
+
+
+class VirtioNet:
+    """virtio-net-pci, legacy interface (disable-modern=on), no features:
+    the TX queue (1) set up through the I/O BAR, every descriptor and
+    avail ring slot on the same header + frame; a packet is one avail
+    index write (guest RAM) and one notify (the only device write)."""
+    name = 'virtio-net'
+    device = 'virtio-net-pci'
+    slot = PRIMARY_SLOT
+    legacy = False
+
+    def setup(self, q):
+        map_bar0(q, self.slot, IO_VIRTIO, 0x10001af4)
+        io = IO_VIRTIO
+        q.out('b', io + 18, 0)                       # status: reset
+        q.out('b', io + 18, 1)                       # ACKNOWLEDGE
+        q.out('b', io + 18, 3)                       # DRIVER
+        q.inp('l', io + 0)                           # host features
+        q.out('l', io + 4, 0)                        # guest features: none
+        q.out('w', io + 14, 1)                       # queue select: TX
+        num = q.inp('w', io + 12)
+        if not num:
+            raise BenchError('virtio-net: TX queue size 0')
+        q.write(VBUF, bytes(10) + FRAME)             # virtio_net_hdr + frame
+        q.write(RING, struct.pack('<QIHH', VBUF, 10 + len(FRAME), 0, 0) * num)
+        self.avail = RING + 16 * num
+        q.write(self.avail, struct.pack('<HH', 0, 0) +
+                struct.pack(f'<{num}H', *range(num)))
+        q.out('l', io + 8, RING >> 12)               # queue PFN
+        self.sent = 0
+
+    def ready(self, q):
+        q.out('b', IO_VIRTIO + 18, 0x07)             # ... | DRIVER_OK
+
+    def link(self, q):
+        return bool(q.inp('w', IO_VIRTIO + 20 + 6) & 1)   # config status
+
+    def send(self, q):
+        self.sent += 1
+        q.write(self.avail + 2, struct.pack('<H', self.sent & 0xffff))
+        q.out('w', IO_VIRTIO + 16, 1)                # notify queue 1
+
+
+NICS = {'rtl8139': Rtl8139, 'e1000': E1000, 'virtio-net': VirtioNet}
+
+
+def nic_args(nic, netdev, extra=''):
+    """-device options of NIC class NIC on -netdev NETDEV."""
+    opts = f'{nic.device},id={"nic0" if nic is VirtioNet else "nic1"},' \
+           f'netdev={netdev},addr={nic.slot},romfile='
+    if nic is VirtioNet:
+        opts += ',disable-modern=on'
+    return ['-device', opts + extra]
+
+
+def pair_args(legacy):
+    """Both NICs and the pair, the legacy one being LEGACY's class."""
+    return (['-netdev', 'hubport,id=hp0,hubid=0',
+             '-netdev', 'hubport,id=hp1,hubid=1'] +
+            nic_args(VirtioNet, 'hp0') + nic_args(legacy, 'hp1') +
+            ['-device', 'failover-pair,id=pair0,primary=nic0,fallback=nic1,'
+             f'fallback-delay-ms={DELAY_MS}'])
+
+
+# --------------------------------------------------------------------------
+# 1. Data path: instructions per packet under callgrind
+# --------------------------------------------------------------------------
+
+# Collection is on only inside these functions: a guest register write
+# (every port and MMIO write reaches the device through
+# memory_region_dispatch_write; rtl8139 and e1000 transmit right inside it)
+# and virtio-net's TX bottom half, which transmits what the notify write
+# queued.  Everything the series could add per packet (register write
+# hooks, link checks, the net layer below the NIC) is inside; the qtest
+# protocol, guest RAM writes and the main loop, the same on both builds,
+# are not, so they cannot dilute the ratio.
+TOGGLE = ('memory_region_dispatch_write', 'virtio_net_tx_bh')
+# A marker: callgrind dumps its counters each time the b64read qtest
+# command enters g_base64_encode, which nothing else calls here.  The
+# dumps split the run into set-up | N packets | 2N packets | quit, so the
+# per-packet figure excludes set-up (PCI, driver start, the pair's delay)
+# and every run checks that the cost scales with the number of packets.
+MARKER = 'g_base64_encode'
+LINEARITY_TOLERANCE = 0.01
+
+
+def callgrind_totals(prefix):
+    """Ir of each dump of a callgrind run, in dump order."""
+    files = glob.glob(prefix + '.*')
+    parts = []
+    for f in files:
+        suffix = f[len(prefix) + 1:]
+        if suffix.isdigit():
+            parts.append((int(suffix), f))
+    parts.sort()
+    totals = []
+    for _, f in parts:
+        ir = None
+        with open(f, encoding='utf-8', errors='replace') as fh:
+            for line in fh:
+                if line.startswith('totals:') or line.startswith('summary:'):
+                    ir = int(line.split()[1])
+        if ir is None:
+            raise BenchError(f'no totals in {f}')
+        totals.append(ir)
+    return totals
+
+
+def datapath_run(qemu_bin, nic_cls, pair, n, workdir, tag):
+    """One callgrind run of NIC_CLS, alone or in a pair (PAIR), sending N
+    then 2N packets; returns (instructions per packet over both phases,
+    per packet in the first phase, in the second)."""
+    d = os.path.join(workdir, tag)
+    os.makedirs(d)
+    out = os.path.join(d, 'callgrind.out')
+    sinks = [Sink(os.path.join(d, 'sink0')), Sink(os.path.join(d, 'sink1'))]
+    nic = nic_cls()
+    args = []
+    netdev = f'dgram,id=n%d,local.type=unix,local.path={d}/q%d,' \
+             f'remote.type=unix,remote.path={d}/sink%d'
+    args += ['-netdev', netdev % (0, 0, 0)]
+    if pair:
+        other = E1000 if nic_cls is E1000 else Rtl8139
+        legacy = nic_cls if nic_cls.legacy else other
+        args += ['-netdev', netdev % (1, 1, 1)]
+        args += nic_args(nic_cls, 'n0')
+        args += nic_args(VirtioNet if nic_cls.legacy else legacy, 'n1')
+        args += ['-device', 'failover-pair,id=pair0,primary=nic0,fallback=nic1,'
+                 f'fallback-delay-ms={DELAY_MS}']
+    else:
+        args += nic_args(nic_cls, 'n0')
+    prefix = ['nice', '-n', '5', 'valgrind', '--tool=callgrind',
+              f'--callgrind-out-file={out}', f'--log-file={d}/valgrind.log',
+              '--collect-atstart=no', f'--dump-before={MARKER}']
+    prefix += [f'--toggle-collect={f}' for f in TOGGLE]
+    q = Qemu(qemu_bin, args, d, 'q', prefix)
+    try:
+        nic.setup(q)
+        nic.ready(q)
+        # Past the fallback delay and e1000's autonegotiation (500 ms): the
+        # legacy NIC's link is up in a pair with only its driver ready.
+        # The same steps on every build.
+        q.clock_step(DELAY_NS + 700 * 1000 * 1000)
+        if not nic.link(q):
+            raise BenchError(f'{nic.name}: link down after its driver is ready')
+        if pair:
+            active = q.qmp('qom-get', path='/machine/peripheral/pair0',
+                           property='active')
+            want = 'fallback' if nic_cls.legacy else 'primary'
+            if active != want:
+                raise BenchError(f'pair0 active={active}, expected {want}')
+        # One packet at a time: each is out before the next is queued.
+        # virtio-net transmits from a bottom half; packets that found the
+        # bottom half still pending would share its run (and its fixed
+        # cost, two virtqueue_pop calls that find the ring empty), so the
+        # figure would depend on the host's timing.
+        for _ in range(8):                    # warm-up, outside the figures
+            nic.send(q)
+            sinks[0].wait(nic.sent)
+        counts = []
+        for count in (n, 2 * n):
+            q.b64read(BUF, 4)                 # marker: dump
+            for _ in range(count):
+                nic.send(q)
+                sinks[0].wait(nic.sent)       # out, none lost
+            counts.append(count)
+        q.b64read(BUF, 4)                     # marker: dump
+        q.quit()
+    except BaseException:
+        q.kill()
+        raise
+    finally:
+        for s in sinks:
+            s.close()
+    if sinks[0].count != nic.sent or sinks[0].other or sinks[1].count:
+        raise BenchError(f'{nic.name}: sent {nic.sent}, received '
+                         f'{sinks[0].count} (+{sinks[0].other} other, '
+                         f'{sinks[1].count} on the other NIC)')
+    totals = callgrind_totals(out)
+    # numbered dumps: .1 set-up, .2 N packets, .3 2N packets (the final
+    # dump, of the quit, is the file without a number)
+    if len(totals) != 3:
+        raise BenchError(f'callgrind wrote {len(totals)} numbered dumps, expected 3')
+    ir1, ir2 = totals[1], totals[2]
+    per1, per2 = ir1 / counts[0], ir2 / counts[1]
+    if abs(per2 - per1) > LINEARITY_TOLERANCE * per1:
+        raise BenchError(f'{nic.name}: cost does not scale with packets: '
+                         f'{per1:.1f} vs {per2:.1f} instructions per packet')
+    if not os.environ.get('BENCH_KEEP'):          # keep: for callgrind_annotate
+        shutil.rmtree(d, ignore_errors=True)
+    return (ir1 + ir2) / (counts[0] + counts[1]), per1, per2
+
+
+# --------------------------------------------------------------------------
+# 2. Decision latency, in virtual time (patched build only)
+# --------------------------------------------------------------------------
+
+def watch(q, conds, what):
+    """Virtual ns until each of CONDS (name -> callable) first holds,
+    checking at once, then after 1 ns steps for the first 1000 ns, then
+    at each timer deadline (the pair's delay is a virtual-clock timer)."""
+    t0 = q.clock_step(1)                          # the virtual time now
+    what()                                        # the guest's write
+    t = t0
+    seen = {}
+    while True:
+        for name, cond in conds.items():
+            if name not in seen and cond():
+                seen[name] = t - t0
+        if len(seen) == len(conds):
+            return seen
+        if t - t0 > 20 * DELAY_NS:
+            raise BenchError('not seen within 20 delays: ' +
+                             ', '.join(n for n in conds if n not in seen))
+        t = q.clock_step(1 if t - t0 < 1000 else None)
+
+
+def latency_run(qemu_bin, legacy_cls, workdir, tag):
+    """Fallback ready -> the pair's decision and the fallback's link; then
+    primary ready -> decision, primary link up, fallback link down.
+    Returns {metric: virtual ns}."""
+    d = os.path.join(workdir, tag)
+    os.makedirs(d)
+    q = Qemu(qemu_bin, pair_args(legacy_cls), d, 'q')
+    primary, fallback = VirtioNet(), legacy_cls()
+
+    def active():
+        return q.qmp('qom-get', path='/machine/peripheral/pair0',
+                     property='active')
+    try:
+        map_bar0(q, PRIMARY_SLOT, IO_VIRTIO, 0x10001af4)
+        if legacy_cls is E1000:
+            map_bar0(q, FALLBACK_SLOT, MMIO_E1000, 0x100e8086)
+            q.writel(MMIO_E1000 + 0x0, 1 << 26)      # CTRL.RST, as Linux does
+        else:
+            map_bar0(q, FALLBACK_SLOT, IO_RTL, 0x813910ec)
+        if primary.link(q) or fallback.link(q) or active() != 'none':
+            raise BenchError('a link is up before any driver is ready')
+        out = {}
+        seen = watch(q, {'decision': lambda: active() == 'fallback',
+                         'link': lambda: fallback.link(q)},
+                     lambda: fallback.ready(q))
+        out['fallback decision'] = seen['decision']
+        out['fallback link'] = seen['link']
+        seen = watch(q, {'decision': lambda: active() == 'primary',
+                         'up': lambda: primary.link(q),
+                         'down': lambda: not fallback.link(q)},
+                     lambda: primary.ready(q))
+        out['primary decision'] = seen['decision']
+        out['primary link up'] = seen['up']
+        out['fallback link down'] = seen['down']
+        q.quit()
+    except BaseException:
+        q.kill()
+        raise
+    shutil.rmtree(d, ignore_errors=True)
+    return out
+
+
+# --------------------------------------------------------------------------
+# 3. Time to network of a real Linux guest
+# --------------------------------------------------------------------------
+
+MAC = '52:54:00:12:34:56'
+
+# Each lone NIC boot loads the modules of the pair boot it is compared
+# with (8139cp finds no device in a lone virtio-net guest), so that the
+# comparison is between devices, not between amounts of modprobe.
+BOOTS = {
+    # name: (devices, modules the guest loads, driver the ping must use,
+    #        needs the series)
+    'lone virtio-net': ('virtio', 'virtio_net,8139cp', 'virtio_net', False),
+    'lone rtl8139': ('rtl8139', '8139cp', '8139cp', False),
+    # References: the pair's two NICs without the pair (both links up from
+    # power-on), to tell what the second NIC costs from what the pair does.
+    'both NICs, no pair, both drivers': ('both', 'virtio_net,8139cp', None, False),
+    'both NICs, no pair, legacy driver only': ('both', '8139cp', '8139cp', False),
+    'pair, virtio driver present': ('pair', 'virtio_net,8139cp', 'virtio_net', True),
+    'pair, legacy driver only': ('pair', '8139cp', '8139cp', True),
+}
+
+
+def parse_e2e(line):
+    """'E2E iface=eth0 driver=8139cp carrier=1 t=6.9' -> ('', {...})."""
+    i = line.find('E2E ')
+    if i < 0:
+        return None
+    words = line[i + 4:].split()
+    what = words.pop(0) if words and '=' not in words[0] else ''
+    return what, dict(w.partition('=')[::2] for w in words)
+
+
+def boot_run(qemu_bin, guest, config, workdir, tag):
+    """Seconds from QEMU's start to the guest's first successful ping."""
+    devices, load, want_driver, _ = BOOTS[config]
+    kernel = os.path.join(guest, 'vmlinux')
+    if not os.path.isfile(kernel):
+        kernel = os.path.join(guest, 'vmlinuz')
+    argv = [qemu_bin, '-machine', 'pc', '-accel', 'tcg', '-m', '256',
+            '-nodefaults', '-no-user-config', '-display', 'none',
+            '-serial', 'stdio', '-monitor', 'none',
+            '-kernel', kernel, '-initrd', os.path.join(guest, 'initramfs.gz'),
+            '-append', f'console=ttyS0 quiet loglevel=1 e2e.load={load} e2e.off=60',
+            '-netdev', 'user,id=user0',
+            '-netdev', 'hubport,id=hp0,hubid=0,netdev=user0',
+            '-netdev', 'hubport,id=hp1,hubid=0',
+            '-netdev', 'hubport,id=hp2,hubid=0']
+    if devices in ('virtio', 'pair', 'both'):
+        argv += ['-device', f'virtio-net-pci,id=vnet0,netdev=hp1,mac={MAC},romfile=']
+    if devices in ('rtl8139', 'pair', 'both'):
+        argv += ['-device', f'rtl8139,id=legacy0,netdev=hp2,mac={MAC},romfile=']
+    if devices == 'pair':
+        argv += ['-device', 'failover-pair,id=pair0,primary=vnet0,'
+                 f'fallback=legacy0,fallback-delay-ms={DELAY_MS}']
+    errpath = os.path.join(workdir, f'{tag}.stderr')
+    console = []
+    with open(errpath, 'wb') as err:
+        t0 = time.monotonic()
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=err)
+    drivers = {}
+    result = None
+    timer = threading.Timer(BOOT_TIMEOUT, proc.kill)
+    timer.start()
+    try:
+        for raw in proc.stdout:
+            line = raw.decode(errors='replace').rstrip()
+            console.append(line)
+            rec = parse_e2e(line)
+            if rec is None:
+                continue
+            what, kv = rec
+            if 'driver' in kv and 'iface' in kv:
+                drivers[kv['iface']] = kv['driver']
+            if what == 'ping' and 'ok' in kv:
+                result = time.monotonic() - t0
+                via = drivers.get(kv.get('iface'), '?')
+                if want_driver and via != want_driver:
+                    raise BenchError(f'{config}: first ping through {via}, '
+                                     f'expected {want_driver}')
+                break
+            if what in ('ping', 'dhcp') and 'fail' in kv:
+                raise BenchError(f'{config}: guest says {line.strip()}')
+    finally:
+        timer.cancel()
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        proc.stdout.close()
+    if result is None:
+        with open(errpath, 'rb') as f:
+            err = f.read()[-400:].decode(errors='replace')
+        raise BenchError(f'{config}: no ping within {BOOT_TIMEOUT:.0f} s '
+                         f'(last console: {console[-3:]}; stderr: {err})')
+    os.unlink(errpath)
+    return result
+
+
+# --------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------
+
+class Results:
+    FIELDS = ('section', 'case', 'build', 'metric', 'unit', 'runs', 'median',
+              'min', 'max', 'stdev', 'ratio_vs_pristine', 'goal', 'goal_met')
+
+    def __init__(self):
+        self.rows = []
+        self.errors = []
+
+    def add(self, section, case, build, metric, unit, values, fmt,
+            ratio=None, goal='', met=''):
+        row = {'section': section, 'case': case, 'build': build,
+               'metric': metric, 'unit': unit, 'runs': len(values),
+               'median': '', 'min': '', 'max': '', 'stdev': '',
+               'ratio_vs_pristine': '' if ratio is None else f'{ratio:.4f}',
+               'goal': goal, 'goal_met': met, 'fmt': fmt}
+        if values:
+            row['median'] = statistics.median(values)
+            row['min'] = min(values)
+            row['max'] = max(values)
+            row['stdev'] = statistics.stdev(values) if len(values) > 1 else 0.0
+        self.rows.append(row)
+
+    def write_csv(self, path):
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, 'w', newline='', encoding='utf-8') as f:
+            w = csv.DictWriter(f, fieldnames=self.FIELDS, extrasaction='ignore')
+            w.writeheader()
+            for r in self.rows:
+                out = dict(r)
+                for k in ('median', 'min', 'max', 'stdev'):
+                    if isinstance(out[k], float):
+                        out[k] = f'{out[k]:.6g}' if r['unit'] != 'ns' else f'{out[k]:.0f}'
+                w.writerow(out)
+
+    def table(self):
+        head = ('section', 'case', 'build', 'metric', 'runs', 'median',
+                'min-max', 'vs pristine', 'goal', 'met')
+        lines = []
+        for r in self.rows:
+            f = r['fmt']
+            if r['median'] == '':
+                med = spread = 'n/a'
+            else:
+                med = f'{r["median"]:{f}} {r["unit"]}'
+                spread = f'{r["min"]:{f}}-{r["max"]:{f}}'
+            ratio = r['ratio_vs_pristine']
+            lines.append((r['section'], r['case'], r['build'], r['metric'],
+                          str(r['runs']), med, spread,
+                          f'{float(ratio):.4f}' if ratio else '', r['goal'],
+                          r['goal_met']))
+        widths = [max(len(h), *(len(row[i]) for row in lines)) if lines else len(h)
+                  for i, h in enumerate(head)]
+        out = ['| ' + ' | '.join(h.ljust(w) for h, w in zip(head, widths)) + ' |',
+               '|' + '|'.join('-' * (w + 2) for w in widths) + '|']
+        for row in lines:
+            out.append('| ' + ' | '.join(c.ljust(w) for c, w in zip(row, widths)) + ' |')
+        return '\n'.join(out)
+
+
+def log(msg):
+    print(f'bench: {msg}', flush=True)
+
+
+def measure(results, what, fn, *args):
+    """Run one measurement; on failure note it and return None."""
+    try:
+        return fn(*args)
+    except (BenchError, OSError, ValueError) as e:
+        results.errors.append(f'{what}: {e}')
+        log(f'FAILED {what}: {e}')
+        return None
+
+
+def section_datapath(res, builds, repeat, n, workdir):
+    # case -> list of per-packet figures
+    cases = []
+    for name, cls in NICS.items():
+        cases.append((name, 'lone NIC', 'pristine', cls, False))
+        cases.append((name, 'lone NIC', 'patched', cls, False))
+        cases.append((name, 'in a failover pair', 'patched', cls, True))
+    vals = {c[:3]: [] for c in cases}
+    for r in range(repeat):
+        for c in cases:
+            nic, how, build, cls, pair = c
+            t = time.monotonic()
+            v = measure(res, f'datapath {nic} {how} {build} run {r + 1}',
+                        datapath_run, builds[build], cls, pair, n, workdir,
+                        f'dp-{nic}-{build}-{int(pair)}-{r}')
+            if v is not None:
+                v, per1, per2 = v
+                vals[c[:3]].append(v)
+                log(f'datapath {nic:10} {how:18} {build:8} run {r + 1}/{repeat}: '
+                    f'{v:.1f} instructions/packet ({n} packets: {per1:.1f}, '
+                    f'{2 * n}: {per2:.1f}; {time.monotonic() - t:.0f} s)')
+    for c in cases:
+        nic, how, build = c[:3]
+        v = vals[c[:3]]
+        base = vals[(nic, 'lone NIC', 'pristine')]
+        ratio = goal = met = ''
+        ratio = None
+        if v and base:
+            ratio = statistics.median(v) / statistics.median(base)
+        if build == 'patched':
+            goal = '< 1.01 x pristine'
+            met = '' if ratio is None else ('yes' if ratio < 1.01 else 'MISSED')
+        res.add('datapath', f'{nic}, {how}', build, 'instructions/packet',
+                'Ir', v, '.1f', ratio, goal, met)
+
+
+def section_latency(res, builds, repeat, workdir):
+    vals = {}
+    for r in range(repeat):
+        for lname, cls in (('rtl8139', Rtl8139), ('e1000', E1000)):
+            v = measure(res, f'latency {lname} run {r + 1}', latency_run,
+                        builds['patched'], cls, workdir, f'lat-{lname}-{r}')
+            if v is None:
+                continue
+            log(f'latency virtio-net + {lname} run {r + 1}/{repeat}: ' +
+                ', '.join(f'{k} {x} ns' for k, x in v.items()))
+            for k, x in v.items():
+                vals.setdefault((lname, k), []).append(x)
+    # The pristine emulator has no failover-pair: its links are up from
+    # power-on whatever the guest does, so there is no decision to time.
+    res.add('latency', 'every case below', 'pristine', 'virtual time', 'ns',
+            [], '.0f', None, 'n/a: no failover-pair, links up at power-on', '')
+    same = ('= 0 ns (the same write)', lambda x: x == 0)
+    delay = (f'= {DELAY_NS} ns (the delay)', lambda x: x == DELAY_NS)
+    # e1000 itself (upstream) reports link up only after its PHY's
+    # autonegotiation, a 500 ms timer in ms units once the backend's link
+    # is up: its register shows the link one autonegotiation later.
+    autoneg = ('= delay + 500 ms autoneg (+-1 ms)',
+               lambda x: abs(x - DELAY_NS - 500000000) <= 1000000)
+    for lname in ('rtl8139', 'e1000'):
+        rows = (
+            ('fallback decision', f'{lname} ready -> pair active=fallback', delay),
+            ('fallback link', f'{lname} ready -> {lname} link up (register)',
+             autoneg if lname == 'e1000' else delay),
+            ('primary decision', f'virtio ready -> pair active=primary ({lname})',
+             same),
+            ('primary link up', f'virtio ready -> virtio link up ({lname})', same),
+            ('fallback link down', f'virtio ready -> {lname} link down', same),
+        )
+        for key, case, (goal, ok) in rows:
+            v = vals.get((lname, key), [])
+            met = ('yes' if all(ok(x) for x in v) else 'MISSED') if v else ''
+            res.add('latency', case, 'patched', 'virtual time', 'ns', v, '.0f',
+                    None, goal + ' in every run', met)
+
+
+def section_boot(res, builds, repeat, guest, workdir):
+    plan = []
+    for config, (_, _, _, series) in BOOTS.items():
+        for build in ('pristine', 'patched'):
+            if series and build == 'pristine':
+                continue
+            plan.append((config, build))
+    vals = {p: [] for p in plan}
+    for r in range(repeat):
+        for config, build in plan:
+            v = measure(res, f'boot {config} {build} run {r + 1}', boot_run,
+                        builds[build], guest, config, workdir,
+                        f'boot-{build}-{r}')
+            if v is not None:
+                vals[(config, build)].append(v)
+                log(f'boot {config:38} {build:8} run {r + 1}/{repeat}: {v:.2f} s')
+
+    def med(config, build):
+        v = vals.get((config, build))
+        return statistics.median(v) if v else None
+
+    for config, build in [(c, b) for c in BOOTS for b in ('pristine', 'patched')]:
+        if (config, build) not in vals:
+            res.add('boot', config, build, 'power-on to first ping', 's',
+                    [], '.2f', None, 'n/a: no failover-pair in pristine QEMU', '')
+            continue
+        v = vals[(config, build)]
+        devices = BOOTS[config][0]
+        # ratio: to the pristine lone NIC the goal names for a pair, to the
+        # same configuration on the pristine build otherwise
+        if devices == 'pair':
+            ref_config = 'lone virtio-net' if 'virtio_net' in BOOTS[config][1] \
+                else 'lone rtl8139'
+        else:
+            ref_config = config
+        base = med(ref_config, 'pristine')
+        ratio = statistics.median(v) / base if v and base else None
+        goal = met = ''
+        if devices == 'pair':
+            lone = med(ref_config, 'patched')
+            m = statistics.median(v) if v else None
+            if ref_config == 'lone virtio-net':
+                goal = '<= 1.05 x lone virtio-net'
+                check = lambda ref: m <= 1.05 * ref       # noqa: E731
+            else:
+                goal = f'<= lone rtl8139 + {DELAY_MS / 1000:g} s + 5 %'
+                check = lambda ref: m <= 1.05 * ref + DELAY_MS / 1000  # noqa: E731
+            parts = []
+            for label, ref in (('patched', lone), ('pristine', base)):
+                if m is not None and ref is not None:
+                    parts.append(f'{"yes" if check(ref) else "MISSED"} vs {label}')
+            met = ', '.join(parts)
+            # what the pair itself adds to the same two NICs
+            both = med('both NICs, no pair, ' + ('both drivers' if ref_config ==
+                       'lone virtio-net' else 'legacy driver only'), 'patched')
+            if m is not None and both:
+                met += f' (x{m / both:.3f} of both NICs without the pair)'
+        res.add('boot', config, build, 'power-on to first ping', 's', v, '.2f',
+                ratio, goal, met)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('--patched', required=True)
+    ap.add_argument('--pristine', required=True)
+    ap.add_argument('--guest', required=True, help='folder of vmlinux/vmlinuz, initramfs.gz')
+    ap.add_argument('--sections', default='', help=','.join(SECTIONS) + ' (default: all)')
+    ap.add_argument('--repeat', default='', help='runs per data path and latency case (3)')
+    ap.add_argument('--boot-repeat', default='', help='boots per configuration (5)')
+    ap.add_argument('--packets', type=int, default=200,
+                    help='N: each data path run sends N, then 2N packets (200)')
+    ap.add_argument('--csv', default='build/bench/bench.csv')
+    args = ap.parse_args()
+    sections = [s.strip() for s in (args.sections or ','.join(SECTIONS)).split(',')
+                if s.strip()]
+    for s in sections:
+        if s not in SECTIONS:
+            ap.error(f'unknown section {s!r} (known: {", ".join(SECTIONS)})')
+    repeat = int(args.repeat or 3)
+    boot_repeat = int(args.boot_repeat or 5)
+    builds = {'pristine': os.path.abspath(args.pristine),
+              'patched': os.path.abspath(args.patched)}
+    for b, path in builds.items():
+        if not os.access(path, os.X_OK):
+            raise SystemExit(f'bench: no {b} emulator at {path}')
+    if 'datapath' in sections and not shutil.which('valgrind'):
+        raise SystemExit('bench: valgrind is needed for the data path section')
+    guest = args.guest
+    if 'boot' in sections:
+        for sub in ('', 'guest'):
+            if os.path.isfile(os.path.join(guest, sub, 'initramfs.gz')):
+                guest = os.path.join(guest, sub)
+                break
+        else:
+            raise SystemExit(f'bench: no guest in {args.guest} (make guest)')
+
+    res = Results()
+    workdir = tempfile.mkdtemp(prefix='qemu-bench-')
+    started = time.time()
+    log(f'{time.strftime("%Y-%m-%d %H:%M:%S")}: sections {",".join(sections)}, '
+        f'{repeat} runs per case, {boot_repeat} boots per configuration')
+    try:
+        if 'datapath' in sections:
+            section_datapath(res, builds, repeat, args.packets, workdir)
+        if 'latency' in sections:
+            section_latency(res, builds, repeat, workdir)
+        if 'boot' in sections:
+            section_boot(res, builds, boot_repeat, guest, workdir)
+    finally:
+        if os.environ.get('BENCH_KEEP'):
+            log(f'BENCH_KEEP: callgrind files of each data path run kept in {workdir}')
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    order = {s: i for i, s in enumerate(SECTIONS)}
+    res.rows.sort(key=lambda r: order[r['section']])
+    print()
+    print(res.table())
+    res.write_csv(args.csv)
+    missed = [r for r in res.rows if 'MISSED' in r['goal_met']]
+    print(f'\nbench: {time.strftime("%Y-%m-%d")}, {time.time() - started:.0f} s; '
+          f'CSV in {args.csv}; goals missed: {len(missed)}'
+          + (''.join(f'\n  missed: {r["section"]} {r["case"]} ({r["build"]})'
+                     for r in missed)))
+    if res.errors:
+        print(f'bench: {len(res.errors)} measurement(s) could not be made:')
+        for e in res.errors:
+            print(f'  {e}')
+        return 1
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
