@@ -6,13 +6,16 @@ set -eu
 
 here=$(dirname "$0")
 
-# name[:suite] -- packages that must come from bookworm-backports
+# name[:suite] -- packages that must come from bookworm-backports.
+# clang, its sanitizer and libFuzzer runtimes and llvm-symbolizer are for
+# build/san (make check, make fuzz); valgrind is for make bench.
 packages="
 meson:bookworm-backports
 python3-pycotap:bookworm-backports
 ninja-build libglib2.0-dev libpixman-1-dev libslirp-dev libfdt-dev
 python3-venv flex bison gcc-multilib bzip2 seabios ipxe-qemu ccache
 python3-sphinx python3-sphinx-rtd-theme kmod
+clang libclang-rt-14-dev llvm valgrind
 "
 
 missing=
