@@ -63,9 +63,10 @@ help:
 	@sed -n 's/^## //p' $(MAKEFILE_LIST)
 
 # $(call configure-qemu,DIR[,FLAGS]): configure DIR from its sibling
-# DIR/../src with FLAGS (CONFIGURE_FLAGS), from scratch when they changed (build/qemu from build/src,
-# build/pristine/qemu from build/pristine/src: the same relative paths, so
-# ccache serves the pristine build from the patched one's objects).
+# DIR/../src with FLAGS (CONFIGURE_FLAGS), from scratch when they changed
+# (build/qemu from build/src, build/pristine/qemu from build/pristine/src:
+# the same relative paths, so ccache serves the pristine build from the
+# patched one's objects).
 define configure-qemu
 	@if [ "$$(cat $(1)/configure-flags 2>/dev/null)" != \
 			'$(or $(2),$(CONFIGURE_FLAGS))' ]; then \

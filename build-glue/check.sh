@@ -69,8 +69,14 @@ run_san() {
         echo "$name: $reports sanitizer reports in $log/$name.err"
         grep -E -A 12 'ERROR: (Address|Leak)Sanitizer|runtime error:' \
             "$log/$name.err" | head -n 40
-        failed=$((failed + 1))
-        suites_failed="$suites_failed $name"
+        # Count the suite once, whether or not a test failed as well
+        case " $suites_failed " in
+        *" $name "*) ;;
+        *)
+            failed=$((failed + 1))
+            suites_failed="$suites_failed $name"
+            ;;
+        esac
     fi
 }
 
