@@ -1,10 +1,13 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 #
-# Build, test and export the guest driver status series on QEMU 10.0.2.
-# See README.md; 'make help' lists the targets.
+# Build, test and export the guest driver status series on upstream QEMU
+# (the release build-glue/upstream.conf names).  See README.md; 'make help'
+# lists the targets.
+
+include build-glue/upstream.conf
 
 CACHE ?= $(HOME)/.cache/qemu-driver-status
-TARBALL := $(CACHE)/qemu_10.0.2+ds.orig.tar.xz
+TARBALL := $(CACHE)/$(QEMU_TARBALL)
 GUEST := $(CACHE)/guest
 BUILD := build
 SRC := $(BUILD)/src

@@ -1,21 +1,22 @@
 #!/bin/sh
-# Add the apt entries the build needs: bookworm-backports binaries (meson,
-# python3-pycotap) and deb-src for the Debian suites, from which the upstream
-# QEMU tarball is fetched.  The mirror is taken from the machine's own
-# deb822 configuration so that no host name is written down here.
+# SPDX-License-Identifier: GPL-2.0-or-later
+#
+# apt entries derived from the machine's own deb822 configuration, so that
+# no host name is written down in this repository.
+#
+#   apt-sources.sh              add bookworm-backports (meson,
+#                               python3-pycotap) to the system's sources
+#   apt-sources.sh --deb-src S  print a one-line deb-src entry for suite S
+#                               of the same archive (for fetch.sh)
 set -eu
 
 src=/etc/apt/sources.list.d/debian.sources
 out=/etc/apt/sources.list.d/qemu-driver-status.sources
 
-if [ -f "$out" ]; then
-    exit 0
-fi
 if [ ! -f "$src" ]; then
     echo "apt-sources: $src not found; cannot derive the Debian mirror" >&2
     exit 1
 fi
-
 # First stanza whose suites include the release itself (not -security).
 uri=$(awk '/^URIs:/ { u = $2 } /^Suites:/ && / bookworm( |$)/ { print u; exit }' "$src")
 key=$(awk '/^Signed-By:/ { print $2; exit }' "$src")
@@ -24,11 +25,16 @@ if [ -z "$uri" ]; then
     exit 1
 fi
 
-{
-    printf 'Types: deb deb-src\nURIs: %s\nSuites: bookworm-backports\n' "$uri"
-    printf 'Components: main\nSigned-By: %s\n\n' "$key"
-    printf 'Types: deb-src\nURIs: %s\nSuites: bookworm bookworm-updates\n' "$uri"
-    printf 'Components: main\nSigned-By: %s\n' "$key"
-} > "$out.tmp"
+if [ "${1:-}" = --deb-src ]; then
+    printf 'deb-src [signed-by=%s] %s %s main\n' "$key" "$uri" "$2"
+    exit 0
+fi
+
+entry=$(printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: %s\n' \
+    "$uri" "$key")
+if [ "$(cat "$out" 2>/dev/null)" = "$entry" ]; then
+    exit 0
+fi
+printf '%s\n' "$entry" > "$out.tmp"
 mv "$out.tmp" "$out"
 apt-get update -qq

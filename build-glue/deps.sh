@@ -9,12 +9,14 @@ here=$(dirname "$0")
 # name[:suite] -- packages that must come from bookworm-backports.
 # clang, its sanitizer and libFuzzer runtimes and llvm-symbolizer are for
 # build/san (make check, make fuzz); valgrind is for make bench.
+# device-tree-compiler: pc-bios/dtb builds its .dtb files with dtc, and
+# installs the prebuilt ones without it, which Debian's tarball strips.
 packages="
 meson:bookworm-backports
 python3-pycotap:bookworm-backports
 ninja-build libglib2.0-dev libpixman-1-dev libslirp-dev libfdt-dev
 python3-venv flex bison gcc-multilib bzip2 seabios ipxe-qemu ccache
-python3-sphinx python3-sphinx-rtd-theme kmod
+python3-sphinx python3-sphinx-rtd-theme kmod device-tree-compiler
 clang libclang-rt-14-dev llvm valgrind
 "
 
@@ -32,7 +34,7 @@ for entry in $packages; do
     esac
 done
 
-# QEMU 10.0 needs meson >= 1.5; bookworm itself has 1.0.
+# QEMU needs meson >= 1.5; bookworm itself has 1.0.
 if dpkg-query -W -f '${Version}\n' meson >/dev/null 2>&1 &&
         ! dpkg --compare-versions "$(dpkg-query -W -f '${Version}' meson)" \
             ge 1.5; then

@@ -9,7 +9,7 @@ patch name the overlay files that belong to the same commit.
 
 build/src is a git repository whose history is the series itself:
 
-    upstream  QEMU 10.0.2 as Debian ships it
+    upstream  QEMU as Debian ships it (build-glue/upstream.conf)
     base      + patches/local/*.patch (build fixes, never exported)
     HEAD      + one commit per series entry (patch + its overlay files)
 
@@ -43,7 +43,7 @@ WORKTREE = os.path.join(BUILD, 'queue')
 STAMP = 'queue-applied'
 
 SERIES_HEADER = """\
-# The patch queue, applied in this order on top of upstream QEMU 10.0.2.
+# The patch queue, applied in this order on top of upstream QEMU.
 # Each line names a patch; the indented lines below it are the overlay
 # files (new files, at their QEMU path in this repository) that belong to
 # the same commit of the exported series.  Written by 'make refresh';
@@ -57,6 +57,21 @@ GIT_ID = ['-c', 'user.name=Driver Status Dev',
 
 class QueueError(Exception):
     pass
+
+
+def upstream_conf():
+    """The KEY=value settings of build-glue/upstream.conf."""
+    conf = {}
+    with open(os.path.join(TOP, 'build-glue', 'upstream.conf')) as f:
+        for line in f:
+            line = line.strip()
+            if line and not line.startswith('#'):
+                key, value = line.split('=', 1)
+                conf[key] = value
+    return conf
+
+
+UPSTREAM = upstream_conf()
 
 
 def git(*args, cwd=SRC, check=True, capture=True, env=None):
@@ -188,7 +203,8 @@ def unpack(tarball):
     git('init', '-q', '-b', 'queue', cwd=tmp)
     git('add', '-A', '-f', '.', cwd=tmp)
     git('commit', '-q', '--no-verify', '-m',
-        'QEMU 10.0.2 as shipped in Debian\'s orig tarball', cwd=tmp)
+        'QEMU %s as shipped in Debian\'s orig tarball (%s)'
+        % (UPSTREAM['QEMU_VERSION'], UPSTREAM['QEMU_TARBALL']), cwd=tmp)
     git('tag', 'upstream', cwd=tmp)
     for path in local_patches():
         git('am', '-q', '--keep-cr', path, cwd=tmp)
@@ -223,7 +239,26 @@ def apply_series(tree):
     return git('rev-parse', 'HEAD', cwd=tree).strip()
 
 
+def upstream_of_src():
+    """The tarball build/src was unpacked from, from its upstream commit."""
+    subject = git('log', '-1', '--format=%s', 'upstream', check=False)
+    m = re.search(r'\((\S+)\)$', subject.strip())
+    return m.group(1) if m else None
+
+
 def cmd_prepare(args):
+    if (os.path.isdir(os.path.join(SRC, '.git')) and
+            upstream_of_src() != os.path.basename(args.tarball)):
+        dirty = dirty_upstream_files()
+        if dirty:
+            raise QueueError('build/src has edits that are not in patches/ '
+                             'and its upstream is not %s:\n  %s'
+                             % (os.path.basename(args.tarball),
+                                '\n  '.join(dirty)))
+        print('  upstream changed: unpacking %s again'
+              % os.path.basename(args.tarball))
+        shutil.rmtree(WORKTREE, ignore_errors=True)
+        shutil.rmtree(SRC)
     if not os.path.isdir(os.path.join(SRC, '.git')):
         unpack(args.tarball)
     elif os.path.exists(os.path.join(SRC, '.git', STAMP)):
@@ -348,7 +383,9 @@ def cmd_export(args):
     blurb = open(os.path.join(PATCHES, 'cover-letter.txt')).read()
     subject, body = blurb.split('\n', 1)
     text = text.replace('*** SUBJECT HERE ***', subject.strip())
-    text = re.sub(r'\*\*\* BLURB HERE \*\*\*\n', body.strip() + '\n', text)
+    body = body.strip() + ('\n\nBased on upstream QEMU v%s.\n'
+                           % UPSTREAM['QEMU_VERSION'])
+    text = re.sub(r'\*\*\* BLURB HERE \*\*\*\n', lambda m: body, text)
     with open(cover, 'w') as f:
         f.write(text)
     print('wrote %d patches to %s' % (len(commits()), out))
@@ -380,8 +417,8 @@ def cmd_verify(args):
         raise QueueError('the series on pristine upstream differs from the '
                          'tree that was built:\n' + diff)
     git('worktree', 'remove', '--force', tree)
-    print('%d patches apply to pristine upstream 10.0.2 and reproduce the '
-          'built tree' % len(patches))
+    print('%d patches apply to pristine upstream %s and reproduce the '
+          'built tree' % (len(patches), UPSTREAM['QEMU_VERSION']))
 
 
 def main():

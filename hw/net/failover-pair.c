@@ -17,9 +17,10 @@
  *     falls back;
  *   - none otherwise, at realize and after reset.
  *
- * The links change exactly as set_link changes them (qemu_set_link_down()
- * with NET_LINK_DOWN_POLICY) and combine with it: a link is up only if
- * both the user's set_link state and the pair allow it.
+ * The links change exactly as set_link changes them
+ * (net_client_set_link_down() with NET_LINK_DOWN_POLICY) and combine
+ * with it: a link is up only if both the user's set_link state and the
+ * pair allow it.
  *
  * Not to be confused with the other "failover"s in QEMU: virtio-net's
  * failover=on with failover_pair_id (and the FAILOVER_NEGOTIATED event)
@@ -141,7 +142,7 @@ static void failover_pair_hold(FailoverPairState *s, DeviceState *dev,
         return;
     }
     trace_failover_pair_hold(failover_pair_id(s), dev->id, hold);
-    qemu_set_link_down(ncs, queues, NET_LINK_DOWN_POLICY, hold);
+    net_client_set_link_down(ncs, queues, NET_LINK_DOWN_POLICY, hold);
 }
 
 static void failover_pair_apply(FailoverPairState *s)
@@ -426,7 +427,7 @@ static void failover_pair_restore_link(DeviceState *dev, bool admin_down,
     for (i = 0; i < queues; i++) {
         ncs[i]->link_down_reasons = admin_down ? NET_LINK_DOWN_ADMIN : 0;
     }
-    qemu_set_link_down(ncs, queues, NET_LINK_DOWN_POLICY, hold);
+    net_client_set_link_down(ncs, queues, NET_LINK_DOWN_POLICY, hold);
 }
 
 static int failover_pair_pre_save(void *opaque)
@@ -479,7 +480,7 @@ static const Property failover_pair_properties[] = {
                        fallback_delay_ms, 500),
 };
 
-static void failover_pair_class_init(ObjectClass *klass, void *data)
+static void failover_pair_class_init(ObjectClass *klass, const void *data)
 {
     DeviceClass *dc = DEVICE_CLASS(klass);
     ResettableClass *rc = RESETTABLE_CLASS(klass);
