@@ -1,10 +1,10 @@
 /*
- * Guest driver status reporting: the interface and its core
+ * Guest driver status of devices: the core
  *
- * Devices only say what status the guest's writes imply; this file
- * decides whether that is a change and, if so, stores it, traces it,
- * emits DRIVER_STATUS_CHANGED (rate-limited by the monitor) and calls
- * the listeners.  Keeping that in one place means no device emits the
+ * Devices only say what status the guest's writes imply, and only a
+ * change gets here: this file stores it, traces it, emits
+ * DRIVER_STATUS_CHANGED (rate-limited by the monitor) and calls the
+ * listeners.  Keeping that in one place means no device emits the
  * event itself or forgets a listener.
  *
  * Copyright (c) 2026 The QEMU driver status authors
@@ -15,99 +15,83 @@
 #include "qemu/osdep.h"
 #include "hw/driver-status.h"
 #include "hw/qdev-core.h"
+#include "migration/vmstate.h"
 #include "qapi/qapi-commands-driver-status.h"
 #include "qapi/qapi-events-driver-status.h"
 #include "qemu/module.h"
 #include "trace.h"
 
+/* Before the status came from the migration stream, or not */
+#define DRIVER_STATUS_UNKNOWN UINT8_MAX
+
 static NotifierList driver_status_listeners =
     NOTIFIER_LIST_INITIALIZER(driver_status_listeners);
 
-static DriverStatus *driver_status_field(DriverStatusReporter *r)
+void driver_status_init(DriverStatusState *ds, DeviceState *dev)
 {
-    DriverStatusReporterClass *k = DRIVER_STATUS_REPORTER_GET_CLASS(r);
-
-    return k->get_status_field(r);
+    ds->dev = dev;
 }
 
-DeviceState *driver_status_get_device(DriverStatusReporter *r)
+void driver_status_change(DriverStatusState *ds, GuestDriverStatus status)
 {
-    DriverStatusReporterClass *k = DRIVER_STATUS_REPORTER_GET_CLASS(r);
-
-    if (k->get_device) {
-        return k->get_device(r);
-    }
-    return DEVICE(r);
-}
-
-DriverStatus driver_status_get(DriverStatusReporter *r)
-{
-    return *driver_status_field(r);
-}
-
-void driver_status_restore(DriverStatusReporter *r, DriverStatus status)
-{
-    *driver_status_field(r) = status;
-}
-
-void driver_status_report(DriverStatusReporter *r, DriverStatus status)
-{
-    DriverStatus *field = driver_status_field(r);
-    DeviceState *dev = driver_status_get_device(r);
     DriverStatusChange change = {
-        .dev = dev,
-        .old_status = *field,
+        .dev = ds->dev,
+        .old_status = ds->status,
         .new_status = status,
     };
     g_autofree char *path = NULL;
 
-    if (*field == status) {
-        return;
-    }
-    *field = status;
+    ds->status = status;
 
     /* Without a place in the QOM tree there is nobody to tell yet */
-    if (!dev->realized) {
+    if (!ds->dev || !ds->dev->realized) {
         return;
     }
 
-    path = object_get_canonical_path(OBJECT(dev));
-    trace_driver_status_report(path, DriverStatus_str(change.old_status),
-                               DriverStatus_str(status));
-    qapi_event_send_driver_status_changed(dev->id, path, status);
+    path = object_get_canonical_path(OBJECT(ds->dev));
+    trace_driver_status_change(path, GuestDriverStatus_str(change.old_status),
+                               GuestDriverStatus_str(status));
+    qapi_event_send_driver_status_changed(ds->dev->id, path, status);
     notifier_list_notify(&driver_status_listeners, &change);
 }
 
-typedef struct DriverStatusFindState {
+static DriverStatusState *driver_status_of(Object *obj)
+{
+    DriverStatusReporterClass *k;
+
+    if (!object_dynamic_cast(obj, TYPE_DRIVER_STATUS_REPORTER)) {
+        return NULL;
+    }
+    k = DRIVER_STATUS_REPORTER_CLASS(object_get_class(obj));
+    return k->get_state(obj);
+}
+
+typedef struct DriverStatusFind {
     DeviceState *dev;
-    DriverStatusReporter *reporter;
-} DriverStatusFindState;
+    DriverStatusState *ds;
+} DriverStatusFind;
 
 static int driver_status_find_child(Object *child, void *opaque)
 {
-    DriverStatusFindState *state = opaque;
-    DriverStatusReporter *r;
+    DriverStatusFind *find = opaque;
+    DriverStatusState *ds = driver_status_of(child);
 
-    if (!object_dynamic_cast(child, TYPE_DRIVER_STATUS_REPORTER)) {
+    if (!ds || ds->dev != find->dev) {
         return 0;
     }
-    r = DRIVER_STATUS_REPORTER(child);
-    if (driver_status_get_device(r) != state->dev) {
-        return 0;
-    }
-    state->reporter = r;
+    find->ds = ds;
     return 1;
 }
 
-DriverStatusReporter *driver_status_find_reporter(DeviceState *dev)
+DriverStatusState *driver_status_find(DeviceState *dev)
 {
-    DriverStatusFindState state = { .dev = dev };
+    DriverStatusFind find = { .dev = dev };
 
-    if (object_dynamic_cast(OBJECT(dev), TYPE_DRIVER_STATUS_REPORTER)) {
-        return DRIVER_STATUS_REPORTER(dev);
+    find.ds = driver_status_of(OBJECT(dev));
+    if (!find.ds) {
+        object_child_foreach(OBJECT(dev), driver_status_find_child, &find);
     }
-    object_child_foreach(OBJECT(dev), driver_status_find_child, &state);
-    return state.reporter;
+    return find.ds;
 }
 
 void driver_status_add_listener(Notifier *n)
@@ -120,35 +104,60 @@ void driver_status_remove_listener(Notifier *n)
     notifier_remove(n);
 }
 
+void driver_status_pre_load(DriverStatusState *ds)
+{
+    ds->status = DRIVER_STATUS_UNKNOWN;
+}
+
+void driver_status_post_load(DriverStatusState *ds,
+                             GuestDriverStatus from_registers)
+{
+    if (ds->status == DRIVER_STATUS_UNKNOWN) {
+        ds->status = from_registers;
+    }
+}
+
+static int driver_status_state_post_load(void *opaque, int version_id)
+{
+    DriverStatusState *ds = opaque;
+
+    return ds->status < GUEST_DRIVER_STATUS__MAX ? 0 : -EINVAL;
+}
+
+const VMStateDescription vmstate_driver_status = {
+    .name = "driver-status",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .post_load = driver_status_state_post_load,
+    .fields = (const VMStateField[]) {
+        VMSTATE_UINT8(status, DriverStatusState),
+        VMSTATE_END_OF_LIST()
+    },
+};
+
 static int driver_status_query_one(Object *obj, void *opaque)
 {
-    DriverStatusInfoList ***tail = opaque;
-    DriverStatusReporter *r;
-    DriverStatusInfo *info;
-    DeviceState *dev;
+    GuestDriverStatusInfoList ***tail = opaque;
+    DriverStatusState *ds = driver_status_of(obj);
+    GuestDriverStatusInfo *info;
 
-    if (!object_dynamic_cast(obj, TYPE_DRIVER_STATUS_REPORTER)) {
-        return 0;
-    }
     /* Not yet (or no longer) realized: the guest cannot drive it */
-    if (!DEVICE(obj)->realized) {
+    if (!ds || !ds->dev || !ds->dev->realized) {
         return 0;
     }
 
-    r = DRIVER_STATUS_REPORTER(obj);
-    dev = driver_status_get_device(r);
-    info = g_new0(DriverStatusInfo, 1);
-    info->device = g_strdup(dev->id);
-    info->qom_path = object_get_canonical_path(OBJECT(dev));
-    info->status = driver_status_get(r);
+    info = g_new0(GuestDriverStatusInfo, 1);
+    info->device = g_strdup(ds->dev->id);
+    info->qom_path = object_get_canonical_path(OBJECT(ds->dev));
+    info->status = driver_status_get(ds);
     QAPI_LIST_APPEND(*tail, info);
     return 0;
 }
 
-DriverStatusInfoList *qmp_query_driver_status(Error **errp)
+GuestDriverStatusInfoList *qmp_query_driver_status(Error **errp)
 {
-    DriverStatusInfoList *list = NULL;
-    DriverStatusInfoList **tail = &list;
+    GuestDriverStatusInfoList *list = NULL;
+    GuestDriverStatusInfoList **tail = &list;
 
     object_child_foreach_recursive(object_get_root(),
                                    driver_status_query_one, &tail);

@@ -17,10 +17,11 @@
  *     falls back;
  *   - none otherwise, at realize and after reset.
  *
- * The links change exactly as set_link changes them
- * (net_client_set_link_down() with NET_LINK_DOWN_POLICY) and combine
- * with it: a link is up only if both the user's set_link state and the
- * pair allow it.
+ * The pair holds a link down with its own reason (NET_LINK_DOWN_HOLD),
+ * on the NIC and on its backend, as set_link on the netdev's id does:
+ * no frame crosses a held NIC, and virtio-net stops a vhost backend
+ * while it is held.  Every other reason stays in force: the pair never
+ * brings up a link that the user set down or whose backend is gone.
  *
  * Not to be confused with the other "failover"s in QEMU: virtio-net's
  * failover=on with failover_pair_id (and the FAILOVER_NEGOTIATED event)
@@ -32,19 +33,24 @@
  *
  * The pair is bus-less and cold-plugged only: -device options are
  * realized in command-line order, so both NICs must come before the pair.
- * The NICs stay hot-unpluggable: the pair forgets a NIC when it is
- * unrealized, and the survivor then takes its link according to its own
- * driver status, as if the other NIC's driver were never ready.
+ * The NICs stay hot-unpluggable.  When one leaves, the pair dissolves:
+ * it lets go of the other, whose link then follows set_link alone, and
+ * it has no migration state, so that the destination is started with
+ * the NIC that is left and without the pair.  When NICs with both ids
+ * exist again (a NIC plugged in to replace the one that left), the pair
+ * forms again, as at realize.
  */
 
 #include "qemu/osdep.h"
 #include "qapi/error.h"
+#include "qapi/qapi-commands-net.h"
 #include "qapi/qapi-events-net.h"
+#include "qemu/error-report.h"
+#include "qemu/main-loop.h"
 #include "qemu/queue.h"
 #include "qemu/timer.h"
 #include "hw/boards.h"
 #include "hw/driver-status.h"
-#include "hw/net/failover-pair.h"
 #include "hw/qdev-core.h"
 #include "hw/qdev-properties.h"
 #include "hw/virtio/virtio-net.h"
@@ -53,31 +59,40 @@
 #include "system/reset.h"
 #include "trace.h"
 
+#define TYPE_FAILOVER_PAIR "failover-pair"
 #define FAILOVER_PAIR_MAX_DELAY_MS 60000
 
 OBJECT_DECLARE_SIMPLE_TYPE(FailoverPairState, FAILOVER_PAIR)
 
+/* One of the two NICs of a pair */
+typedef struct FailoverPairNic {
+    /* "primary" or "fallback", for errors and traces */
+    const char *role;
+    /* Property: the NIC's id */
+    char *id;
+    /* The NIC and its driver status while the pair is formed, or NULL */
+    DeviceState *dev;
+    DriverStatusState *ds;
+    /* Migrated: the NIC's set_link state, which net clients do not keep */
+    bool admin_down;
+} FailoverPairNic;
+
 struct FailoverPairState {
     DeviceState parent_obj;
 
-    /* Properties: device ids, resolved in realize */
-    char *primary_id;
-    char *fallback_id;
+    FailoverPairNic primary;
+    FailoverPairNic fallback;
+    /* Property */
     uint32_t fallback_delay_ms;
-
-    /* NULL once unplugged: device_listener clears them at unrealize */
-    DeviceState *primary;
-    DeviceState *fallback;
 
     Notifier driver_status_listener;
     DeviceListener device_listener;
     /* Armed while the fallback waits for the primary's driver */
     QEMUTimer *fallback_timer;
+    /* Tries to form a dissolved pair again once a NIC is plugged */
+    QEMUBH *form_bh;
     /* FailoverPairActive: the NIC whose link the pair lets up */
     uint32_t active;
-    /* set_link state of the NICs, saved because link_down is not */
-    bool primary_admin_down;
-    bool fallback_admin_down;
     /* Between reset phases enter and exit: NICs are half reset */
     bool resetting;
 
@@ -93,19 +108,21 @@ static const char *failover_pair_id(FailoverPairState *s)
     return DEVICE(s)->id ?: "";
 }
 
+static bool failover_pair_formed(FailoverPairState *s)
+{
+    return s->primary.dev && s->fallback.dev;
+}
+
 /*
- * The NIC queues of @dev, if it is still realized.  A NIC's net client
- * is named after the id of the device the user created (the proxy, for
- * virtio-net-pci), which is how set_link finds it too.
+ * The NIC queues of @dev.  A NIC's net clients are named after the id
+ * of the device the user created (the proxy, for virtio-net-pci), which
+ * is how set_link finds them too.
  */
 static int failover_pair_nic_queues(DeviceState *dev, NetClientState **ncs)
 {
     NetClientState *all[MAX_QUEUE_NUM];
     int n, i, queues = 0;
 
-    if (!dev || !dev->realized || !dev->id) {
-        return 0;
-    }
     n = qemu_find_net_clients_except(dev->id, all, NET_CLIENT_DRIVER__MAX,
                                      MAX_QUEUE_NUM);
     for (i = 0; i < n; i++) {
@@ -116,48 +133,58 @@ static int failover_pair_nic_queues(DeviceState *dev, NetClientState **ncs)
     return queues;
 }
 
-static bool failover_pair_nic_ready(DeviceState *dev)
+static bool failover_pair_nic_ready(FailoverPairNic *nic)
 {
-    DriverStatusReporter *r;
-
-    if (!dev || !dev->realized) {
-        return false;
-    }
-    r = driver_status_find_reporter(dev);
-    return r && driver_status_get(r) == DRIVER_STATUS_READY;
+    return nic->ds && driver_status_get(nic->ds) == GUEST_DRIVER_STATUS_READY;
 }
 
-/* Hold @dev's link down, or let it follow set_link again. */
-static void failover_pair_hold(FailoverPairState *s, DeviceState *dev,
+static bool failover_pair_nic_held(FailoverPairNic *nic)
+{
+    NetClientState *ncs[MAX_QUEUE_NUM];
+
+    return failover_pair_nic_queues(nic->dev, ncs) &&
+           (ncs[0]->link_down_reasons & NET_LINK_DOWN_HOLD);
+}
+
+/* Hold @nic's link down, or let it follow its other reasons again. */
+static void failover_pair_hold(FailoverPairState *s, FailoverPairNic *nic,
                                bool hold)
 {
     NetClientState *ncs[MAX_QUEUE_NUM];
-    int queues = failover_pair_nic_queues(dev, ncs);
+    int queues, i;
 
-    if (!queues) {
+    if (!nic->dev || failover_pair_nic_held(nic) == hold) {
         return;
     }
-    /* Only notify the NIC on a change, like a real cable pull would */
-    if (!!(ncs[0]->link_down_reasons & NET_LINK_DOWN_POLICY) == hold) {
-        return;
+    trace_failover_pair_hold(failover_pair_id(s), nic->id, hold);
+    queues = failover_pair_nic_queues(nic->dev, ncs);
+    /* From the backend's side, the change reaches the NIC as well */
+    if (ncs[0]->peer) {
+        for (i = 0; i < queues; i++) {
+            ncs[i] = ncs[i]->peer;
+        }
     }
-    trace_failover_pair_hold(failover_pair_id(s), dev->id, hold);
-    net_client_set_link_down(ncs, queues, NET_LINK_DOWN_POLICY, hold);
+    net_client_set_link(ncs, queues, NET_LINK_DOWN_HOLD, !hold);
 }
 
 static void failover_pair_apply(FailoverPairState *s)
 {
+    bool primary_free = s->active == FAILOVER_PAIR_ACTIVE_PRIMARY;
+    bool fallback_free = s->active == FAILOVER_PAIR_ACTIVE_FALLBACK;
+
     /* Take a link away before giving the other: never both up */
-    if (s->active != FAILOVER_PAIR_ACTIVE_PRIMARY) {
-        failover_pair_hold(s, s->primary, true);
+    if (primary_free) {
+        failover_pair_hold(s, &s->fallback, true);
+        failover_pair_hold(s, &s->primary, false);
+    } else {
+        failover_pair_hold(s, &s->primary, true);
+        failover_pair_hold(s, &s->fallback, !fallback_free);
     }
-    if (s->active != FAILOVER_PAIR_ACTIVE_FALLBACK) {
-        failover_pair_hold(s, s->fallback, true);
-    }
-    failover_pair_hold(s, s->primary,
-                       s->active != FAILOVER_PAIR_ACTIVE_PRIMARY);
-    failover_pair_hold(s, s->fallback,
-                       s->active != FAILOVER_PAIR_ACTIVE_FALLBACK);
+
+    /* The pair's promise: one link at most, and only a ready driver's */
+    assert(!(primary_free && fallback_free));
+    assert(!primary_free || failover_pair_nic_ready(&s->primary));
+    assert(!fallback_free || failover_pair_nic_ready(&s->fallback));
 }
 
 static void failover_pair_set_active(FailoverPairState *s,
@@ -177,11 +204,18 @@ static void failover_pair_set_active(FailoverPairState *s,
     failover_pair_apply(s);
 }
 
-/* Decide again, after a driver status change or a NIC unplug. */
+static void failover_pair_arm(FailoverPairState *s)
+{
+    trace_failover_pair_arm(failover_pair_id(s), s->fallback_delay_ms);
+    timer_mod(s->fallback_timer, qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL) +
+              (int64_t)s->fallback_delay_ms * SCALE_MS);
+}
+
+/* Decide again, after a driver status change, reset or migration. */
 static void failover_pair_update(FailoverPairState *s)
 {
-    bool primary_ready = failover_pair_nic_ready(s->primary);
-    bool fallback_ready = failover_pair_nic_ready(s->fallback);
+    bool primary_ready = failover_pair_nic_ready(&s->primary);
+    bool fallback_ready = failover_pair_nic_ready(&s->fallback);
 
     trace_failover_pair_update(failover_pair_id(s), primary_ready,
                                fallback_ready);
@@ -206,16 +240,14 @@ static void failover_pair_update(FailoverPairState *s)
         failover_pair_set_active(s, FAILOVER_PAIR_ACTIVE_FALLBACK);
         return;
     }
-    trace_failover_pair_arm(failover_pair_id(s), s->fallback_delay_ms);
-    timer_mod(s->fallback_timer, qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL) +
-              (int64_t)s->fallback_delay_ms * SCALE_MS);
+    failover_pair_arm(s);
 }
 
 static void failover_pair_timer_expired(void *opaque)
 {
     FailoverPairState *s = opaque;
-    bool primary_ready = failover_pair_nic_ready(s->primary);
-    bool fallback_ready = failover_pair_nic_ready(s->fallback);
+    bool primary_ready = failover_pair_nic_ready(&s->primary);
+    bool fallback_ready = failover_pair_nic_ready(&s->fallback);
 
     trace_failover_pair_timer_expired(failover_pair_id(s), primary_ready,
                                       fallback_ready);
@@ -231,28 +263,10 @@ static void failover_pair_driver_status_changed(Notifier *n, void *data)
                                         driver_status_listener);
     DriverStatusChange *change = data;
 
-    if (s->resetting ||
-        (change->dev != s->primary && change->dev != s->fallback)) {
+    if (s->resetting || !failover_pair_formed(s) ||
+        (change->dev != s->primary.dev && change->dev != s->fallback.dev)) {
         return;
     }
-    failover_pair_update(s);
-}
-
-/* A NIC of the pair is being unplugged: forget it and decide again. */
-static void failover_pair_device_unrealize(DeviceListener *listener,
-                                           DeviceState *dev)
-{
-    FailoverPairState *s = container_of(listener, FailoverPairState,
-                                        device_listener);
-
-    if (dev == s->primary) {
-        s->primary = NULL;
-    } else if (dev == s->fallback) {
-        s->fallback = NULL;
-    } else {
-        return;
-    }
-    trace_failover_pair_unplugged(failover_pair_id(s), dev->id);
     failover_pair_update(s);
 }
 
@@ -261,54 +275,175 @@ static bool failover_pair_uses(DeviceState *dev)
     FailoverPairState *s;
 
     QTAILQ_FOREACH(s, &failover_pairs, next) {
-        if (s->primary == dev || s->fallback == dev) {
+        if (s->primary.dev == dev || s->fallback.dev == dev) {
             return true;
         }
     }
     return false;
 }
 
-/* Resolve property @prop = @id to a NIC with driver status, or fail. */
-static DeviceState *failover_pair_find_nic(const char *prop, const char *id,
-                                           Error **errp)
+/* Resolve @nic's id to a NIC that reports driver status, or fail. */
+static bool failover_pair_find_nic(FailoverPairNic *nic, Error **errp)
 {
     NetClientState *ncs[MAX_QUEUE_NUM];
     Object *obj;
     DeviceState *dev;
 
-    if (!id) {
-        error_setg(errp, "property '%s' is required", prop);
-        return NULL;
+    if (!nic->id) {
+        error_setg(errp, "property '%s' is required", nic->role);
+        return false;
     }
     obj = object_resolve_path_component(machine_get_container("peripheral"),
-                                        id);
+                                        nic->id);
     dev = (DeviceState *)object_dynamic_cast(obj, TYPE_DEVICE);
     if (!dev || !dev->realized) {
         error_setg(errp, "%s '%s' not found (the NICs must come before "
-                   "the failover-pair on the command line)", prop, id);
-        return NULL;
+                   "the failover-pair on the command line)", nic->role,
+                   nic->id);
+        return false;
     }
     if (!failover_pair_nic_queues(dev, ncs)) {
-        error_setg(errp, "%s '%s' is not a NIC", prop, id);
-        return NULL;
+        error_setg(errp, "%s '%s' is not a NIC", nic->role, nic->id);
+        return false;
     }
-    if (!driver_status_find_reporter(dev)) {
+    nic->ds = driver_status_find(dev);
+    if (!nic->ds) {
         error_setg(errp, "%s '%s' (%s) does not report guest driver status",
-                   prop, id, object_get_typename(OBJECT(dev)));
-        return NULL;
+                   nic->role, nic->id, object_get_typename(OBJECT(dev)));
+        return false;
     }
     if (failover_pair_uses(dev)) {
         error_setg(errp, "%s '%s' is already in another failover-pair",
-                   prop, id);
-        return NULL;
+                   nic->role, nic->id);
+        return false;
     }
-    return dev;
+    nic->dev = dev;
+    return true;
+}
+
+static void failover_pair_forget(FailoverPairNic *nic)
+{
+    nic->dev = NULL;
+    nic->ds = NULL;
+}
+
+static int failover_pair_virtio_net_child(Object *child, void *opaque)
+{
+    return !!object_dynamic_cast(child, TYPE_VIRTIO_NET);
+}
+
+/* virtio-net-pci is a proxy for its virtio-backend child */
+static bool failover_pair_is_virtio_net(DeviceState *dev)
+{
+    return object_dynamic_cast(OBJECT(dev), TYPE_VIRTIO_NET) ||
+           object_child_foreach(OBJECT(dev), failover_pair_virtio_net_child,
+                                NULL);
+}
+
+/* Take both NICs, hold both links down, then decide. */
+static bool failover_pair_form(FailoverPairState *s, Error **errp)
+{
+    if (!failover_pair_find_nic(&s->primary, errp) ||
+        !failover_pair_find_nic(&s->fallback, errp)) {
+        goto fail;
+    }
+    if (s->primary.dev == s->fallback.dev) {
+        error_setg(errp, "primary and fallback are both '%s'", s->primary.id);
+        goto fail;
+    }
+    if (!failover_pair_is_virtio_net(s->primary.dev)) {
+        error_setg(errp, "primary '%s' (%s) is not a virtio-net NIC",
+                   s->primary.id, object_get_typename(OBJECT(s->primary.dev)));
+        goto fail;
+    }
+    trace_failover_pair_form(failover_pair_id(s), s->primary.id,
+                             s->fallback.id);
+    s->active = FAILOVER_PAIR_ACTIVE_NONE;
+    failover_pair_apply(s);
+    failover_pair_update(s);
+    return true;
+
+fail:
+    failover_pair_forget(&s->primary);
+    failover_pair_forget(&s->fallback);
+    return false;
+}
+
+/*
+ * A NIC of the pair left: let go of the other, whose link then follows
+ * its other reasons alone.
+ */
+static void failover_pair_dissolve(FailoverPairState *s)
+{
+    trace_failover_pair_dissolve(failover_pair_id(s));
+    timer_del(s->fallback_timer);
+    failover_pair_hold(s, &s->primary, false);
+    failover_pair_hold(s, &s->fallback, false);
+    failover_pair_forget(&s->primary);
+    failover_pair_forget(&s->fallback);
+    if (s->active != FAILOVER_PAIR_ACTIVE_NONE) {
+        g_autofree char *path = object_get_canonical_path(OBJECT(s));
+
+        s->active = FAILOVER_PAIR_ACTIVE_NONE;
+        qapi_event_send_failover_pair_changed(DEVICE(s)->id, path,
+                                              s->active);
+    }
+}
+
+static void failover_pair_device_unrealize(DeviceListener *listener,
+                                           DeviceState *dev)
+{
+    FailoverPairState *s = container_of(listener, FailoverPairState,
+                                        device_listener);
+
+    if (dev == s->primary.dev) {
+        /* Its net clients are gone already: do not touch them */
+        failover_pair_forget(&s->primary);
+    } else if (dev == s->fallback.dev) {
+        failover_pair_forget(&s->fallback);
+    } else {
+        return;
+    }
+    trace_failover_pair_unplugged(failover_pair_id(s), dev->id);
+    failover_pair_dissolve(s);
+}
+
+/*
+ * Listeners run before the device is fully plugged in: look again once
+ * device_add is through.
+ */
+static void failover_pair_device_realize(DeviceListener *listener,
+                                         DeviceState *dev)
+{
+    FailoverPairState *s = container_of(listener, FailoverPairState,
+                                        device_listener);
+
+    if (!failover_pair_formed(s) && dev->id &&
+        (!g_strcmp0(dev->id, s->primary.id) ||
+         !g_strcmp0(dev->id, s->fallback.id))) {
+        qemu_bh_schedule(s->form_bh);
+    }
+}
+
+static void failover_pair_form_again(void *opaque)
+{
+    FailoverPairState *s = opaque;
+    Error *err = NULL;
+
+    if (failover_pair_formed(s)) {
+        return;
+    }
+    if (!failover_pair_form(s, &err)) {
+        /* Not both there yet is not worth a word */
+        trace_failover_pair_not_formed(failover_pair_id(s),
+                                       error_get_pretty(err));
+        error_free(err);
+    }
 }
 
 static void failover_pair_realize(DeviceState *dev, Error **errp)
 {
     FailoverPairState *s = FAILOVER_PAIR(dev);
-    DeviceState *primary, *fallback;
 
     if (s->fallback_delay_ms > FAILOVER_PAIR_MAX_DELAY_MS) {
         error_setg(errp, "fallback-delay-ms %" PRIu32 " out of range "
@@ -316,41 +451,22 @@ static void failover_pair_realize(DeviceState *dev, Error **errp)
                    FAILOVER_PAIR_MAX_DELAY_MS);
         return;
     }
-    primary = failover_pair_find_nic("primary", s->primary_id, errp);
-    if (!primary) {
-        return;
-    }
-    fallback = failover_pair_find_nic("fallback", s->fallback_id, errp);
-    if (!fallback) {
-        return;
-    }
-    if (primary == fallback) {
-        error_setg(errp, "primary and fallback are both '%s'",
-                   s->primary_id);
-        return;
-    }
-    /* virtio-net-pci reports through its virtio-backend child */
-    if (!object_dynamic_cast(OBJECT(driver_status_find_reporter(primary)),
-                             TYPE_VIRTIO_NET)) {
-        error_setg(errp, "primary '%s' (%s) is not a virtio-net NIC",
-                   s->primary_id, object_get_typename(OBJECT(primary)));
+    s->fallback_timer = timer_new_ns(QEMU_CLOCK_VIRTUAL,
+                                     failover_pair_timer_expired, s);
+    if (!failover_pair_form(s, errp)) {
+        timer_free(s->fallback_timer);
         return;
     }
 
-    s->primary = primary;
-    s->fallback = fallback;
-    s->fallback_timer = timer_new_ns(QEMU_CLOCK_VIRTUAL,
-                                     failover_pair_timer_expired, s);
-    s->active = FAILOVER_PAIR_ACTIVE_NONE;
+    s->form_bh = qemu_bh_new(failover_pair_form_again, s);
     QTAILQ_INSERT_TAIL(&failover_pairs, s, next);
     s->driver_status_listener.notify = failover_pair_driver_status_changed;
     driver_status_add_listener(&s->driver_status_listener);
+    s->device_listener.realize = failover_pair_device_realize;
     s->device_listener.unrealize = failover_pair_device_unrealize;
     device_listener_register(&s->device_listener);
     /* Bus-less devices are reset by no one else (docs/devel/reset.rst) */
     qemu_register_resettable(OBJECT(s));
-
-    failover_pair_apply(s);
 }
 
 static void failover_pair_unrealize(DeviceState *dev)
@@ -361,13 +477,9 @@ static void failover_pair_unrealize(DeviceState *dev)
     device_listener_unregister(&s->device_listener);
     driver_status_remove_listener(&s->driver_status_listener);
     QTAILQ_REMOVE(&failover_pairs, s, next);
+    qemu_bh_delete(s->form_bh);
+    failover_pair_dissolve(s);
     timer_free(s->fallback_timer);
-
-    /* Hand the links back to set_link alone */
-    failover_pair_hold(s, s->primary, false);
-    failover_pair_hold(s, s->fallback, false);
-    s->primary = NULL;
-    s->fallback = NULL;
 }
 
 /*
@@ -387,7 +499,9 @@ static void failover_pair_reset_hold(Object *obj, ResetType type)
 {
     FailoverPairState *s = FAILOVER_PAIR(obj);
 
-    failover_pair_set_active(s, FAILOVER_PAIR_ACTIVE_NONE);
+    if (failover_pair_formed(s)) {
+        failover_pair_set_active(s, FAILOVER_PAIR_ACTIVE_NONE);
+    }
 }
 
 static void failover_pair_reset_exit(Object *obj, ResetType type)
@@ -395,7 +509,9 @@ static void failover_pair_reset_exit(Object *obj, ResetType type)
     FailoverPairState *s = FAILOVER_PAIR(obj);
 
     s->resetting = false;
-    failover_pair_update(s);
+    if (failover_pair_formed(s)) {
+        failover_pair_update(s);
+    }
 }
 
 static char *failover_pair_get_active(Object *obj, Error **errp)
@@ -405,44 +521,91 @@ static char *failover_pair_get_active(Object *obj, Error **errp)
     return g_strdup(FailoverPairActive_str(s->active));
 }
 
-static bool failover_pair_admin_down(DeviceState *dev)
+static FailoverPairMember *failover_pair_member(FailoverPairNic *nic)
 {
+    FailoverPairMember *m = g_new0(FailoverPairMember, 1);
     NetClientState *ncs[MAX_QUEUE_NUM];
+    Object *obj;
+    DeviceState *dev;
+    DriverStatusState *ds;
 
-    return failover_pair_nic_queues(dev, ncs) &&
-           (ncs[0]->link_down_reasons & NET_LINK_DOWN_ADMIN);
+    m->device = g_strdup(nic->id);
+    /* A dissolved pair still shows the NIC that is left */
+    obj = object_resolve_path_component(machine_get_container("peripheral"),
+                                        nic->id);
+    dev = nic->dev ?: (DeviceState *)object_dynamic_cast(obj, TYPE_DEVICE);
+    if (!dev || !dev->realized || !failover_pair_nic_queues(dev, ncs)) {
+        return m;
+    }
+    m->qom_path = object_get_canonical_path(OBJECT(dev));
+    ds = nic->ds ?: driver_status_find(dev);
+    if (ds) {
+        m->has_driver_status = true;
+        m->driver_status = driver_status_get(ds);
+    }
+    m->has_link_up = true;
+    m->link_up = !ncs[0]->link_down;
+    return m;
 }
 
-/* Rebuild both reasons for @dev's link to be down, and notify the NIC. */
-static void failover_pair_restore_link(DeviceState *dev, bool admin_down,
-                                       bool hold)
+FailoverPairInfoList *qmp_query_failover_pairs(Error **errp)
 {
-    NetClientState *ncs[MAX_QUEUE_NUM];
-    int queues = failover_pair_nic_queues(dev, ncs);
-    int i;
+    FailoverPairInfoList *list = NULL;
+    FailoverPairInfoList **tail = &list;
+    FailoverPairState *s;
 
-    if (!queues) {
-        return;
+    QTAILQ_FOREACH(s, &failover_pairs, next) {
+        FailoverPairInfo *info = g_new0(FailoverPairInfo, 1);
+
+        info->device = g_strdup(DEVICE(s)->id);
+        info->qom_path = object_get_canonical_path(OBJECT(s));
+        info->formed = failover_pair_formed(s);
+        info->active = s->active;
+        info->fallback_delay_ms = s->fallback_delay_ms;
+        info->primary = failover_pair_member(&s->primary);
+        info->fallback = failover_pair_member(&s->fallback);
+        QAPI_LIST_APPEND(tail, info);
     }
-    for (i = 0; i < queues; i++) {
-        ncs[i]->link_down_reasons = admin_down ? NET_LINK_DOWN_ADMIN : 0;
-    }
-    net_client_set_link_down(ncs, queues, NET_LINK_DOWN_POLICY, hold);
+    return list;
 }
 
 static int failover_pair_pre_save(void *opaque)
 {
     FailoverPairState *s = opaque;
+    NetClientState *ncs[MAX_QUEUE_NUM];
 
-    s->primary_admin_down = failover_pair_admin_down(s->primary);
-    s->fallback_admin_down = failover_pair_admin_down(s->fallback);
+    failover_pair_nic_queues(s->primary.dev, ncs);
+    s->primary.admin_down = ncs[0]->link_down_reasons & NET_LINK_DOWN_ADMIN;
+    failover_pair_nic_queues(s->fallback.dev, ncs);
+    s->fallback.admin_down = ncs[0]->link_down_reasons & NET_LINK_DOWN_ADMIN;
     return 0;
 }
 
 /*
- * The NICs rebuild link_down from their registers in their own post_load,
- * which runs before ours because they were realized first.  Re-assert the
- * set_link state and the pair's choice on top of it.
+ * The reasons for @nic's link to be down as they were on the source:
+ * the NIC's registers already show the guest that link, so nobody is
+ * told.  The reasons of this side's own backend stay as they are.
+ */
+static void failover_pair_restore_link(FailoverPairNic *nic, bool hold)
+{
+    NetClientState *ncs[MAX_QUEUE_NUM];
+    int queues = failover_pair_nic_queues(nic->dev, ncs);
+    int i;
+
+    for (i = 0; i < queues; i++) {
+        net_client_set_link_reason(ncs[i], NET_LINK_DOWN_ADMIN,
+                                   nic->admin_down);
+        net_client_set_link_reason(ncs[i], NET_LINK_DOWN_HOLD, hold);
+        if (ncs[i]->peer) {
+            net_client_set_link_reason(ncs[i]->peer, NET_LINK_DOWN_HOLD,
+                                       hold);
+        }
+    }
+}
+
+/*
+ * Loaded after the NICs (MIG_PRI_LOW), whose driver status and link
+ * registers are in place by now.
  */
 static int failover_pair_post_load(void *opaque, int version_id)
 {
@@ -451,34 +614,51 @@ static int failover_pair_post_load(void *opaque, int version_id)
     if (s->active >= FAILOVER_PAIR_ACTIVE__MAX) {
         return -EINVAL;
     }
-    failover_pair_restore_link(s->primary, s->primary_admin_down,
+    failover_pair_restore_link(&s->primary,
                                s->active != FAILOVER_PAIR_ACTIVE_PRIMARY);
-    failover_pair_restore_link(s->fallback, s->fallback_admin_down,
+    failover_pair_restore_link(&s->fallback,
                                s->active != FAILOVER_PAIR_ACTIVE_FALLBACK);
+    /* Whatever the source decided, the drivers here are what counts */
+    failover_pair_update(s);
     return 0;
+}
+
+static bool failover_pair_vmstate_needed(void *opaque)
+{
+    return failover_pair_formed(opaque);
 }
 
 static const VMStateDescription vmstate_failover_pair = {
     .name = "failover-pair",
     .version_id = 1,
     .minimum_version_id = 1,
+    .priority = MIG_PRI_LOW,
+    .needed = failover_pair_vmstate_needed,
     .pre_save = failover_pair_pre_save,
     .post_load = failover_pair_post_load,
     .fields = (const VMStateField[]) {
         VMSTATE_UINT32(active, FailoverPairState),
         VMSTATE_TIMER_PTR(fallback_timer, FailoverPairState),
-        VMSTATE_BOOL(primary_admin_down, FailoverPairState),
-        VMSTATE_BOOL(fallback_admin_down, FailoverPairState),
+        VMSTATE_BOOL(primary.admin_down, FailoverPairState),
+        VMSTATE_BOOL(fallback.admin_down, FailoverPairState),
         VMSTATE_END_OF_LIST()
     },
 };
 
 static const Property failover_pair_properties[] = {
-    DEFINE_PROP_STRING("primary", FailoverPairState, primary_id),
-    DEFINE_PROP_STRING("fallback", FailoverPairState, fallback_id),
+    DEFINE_PROP_STRING("primary", FailoverPairState, primary.id),
+    DEFINE_PROP_STRING("fallback", FailoverPairState, fallback.id),
     DEFINE_PROP_UINT32("fallback-delay-ms", FailoverPairState,
                        fallback_delay_ms, 500),
 };
+
+static void failover_pair_instance_init(Object *obj)
+{
+    FailoverPairState *s = FAILOVER_PAIR(obj);
+
+    s->primary.role = "primary";
+    s->fallback.role = "fallback";
+}
 
 static void failover_pair_class_init(ObjectClass *klass, const void *data)
 {
@@ -507,6 +687,7 @@ static const TypeInfo failover_pair_types[] = {
         .name           = TYPE_FAILOVER_PAIR,
         .parent         = TYPE_DEVICE,
         .instance_size  = sizeof(FailoverPairState),
+        .instance_init  = failover_pair_instance_init,
         .class_init     = failover_pair_class_init,
     },
 };

@@ -1,12 +1,17 @@
 /*
- * Guest driver status reporting: the interface devices implement
+ * Guest driver status of devices
  *
- * A device that can tell from the guest's register writes whether a
- * guest driver has brought it up implements driver-status-reporter.
- * The interface stores nothing itself: the device provides a
- * DriverStatus member, and the core in hw/core/driver-status.c is the
- * only code that writes it, so that every change is traced, announced
- * with DRIVER_STATUS_CHANGED and passed to the listeners in one place.
+ * A device that can tell from the guest's register writes how far a
+ * guest driver has brought it up keeps a DriverStatusState and says
+ * what each such write implies with driver_status_report().  That is
+ * a compare on the device's own state; only a change goes to the core
+ * (hw/core/driver-status.c), which traces it, sends
+ * DRIVER_STATUS_CHANGED and calls the listeners, so no device does
+ * that itself.
+ *
+ * The device's type also implements the driver-status-reporter QOM
+ * interface, through which query-driver-status and other devices (a
+ * failover-pair) find the state; reporting does not go through QOM.
  *
  * Copyright (c) 2026 The QEMU driver status authors
  *
@@ -18,7 +23,6 @@
 
 #include "qemu/notify.h"
 #include "qom/object.h"
-/* enum DriverStatus, from qapi/driver-status.json */
 #include "qapi/qapi-types-driver-status.h"
 
 #define TYPE_DRIVER_STATUS_REPORTER "driver-status-reporter"
@@ -26,31 +30,35 @@
 typedef struct DriverStatusReporterClass DriverStatusReporterClass;
 DECLARE_CLASS_CHECKERS(DriverStatusReporterClass, DRIVER_STATUS_REPORTER,
                        TYPE_DRIVER_STATUS_REPORTER)
-#define DRIVER_STATUS_REPORTER(obj) \
-    INTERFACE_CHECK(DriverStatusReporter, (obj), TYPE_DRIVER_STATUS_REPORTER)
 
-typedef struct DriverStatusReporter DriverStatusReporter;
+/**
+ * DriverStatusState:
+ * @status: the #GuestDriverStatus; a byte, so that it migrates as one
+ * @dev: the device the user created, which events and queries name;
+ *     set by driver_status_init() at realize
+ *
+ * What a reporting device keeps, as a member of its own state.
+ * Zero-initialised, it holds %GUEST_DRIVER_STATUS_NONE.
+ */
+typedef struct DriverStatusState {
+    uint8_t status;
+    DeviceState *dev;
+} DriverStatusState;
 
 /**
  * DriverStatusReporterClass:
  * @parent_class: the interface class
- * @get_status_field: mandatory; where the device stores the status the
- *     core keeps for it (a DriverStatus member of the device's state,
- *     zero-initialised = DRIVER_STATUS_NONE).  Only the core writes it.
- * @get_device: optional; the device the user created, when the reporter
- *     is an internal part of it (a virtio backend inside its transport
- *     proxy).  Default: the reporter itself.
+ * @get_state: mandatory; the device's DriverStatusState
  */
 struct DriverStatusReporterClass {
     InterfaceClass parent_class;
 
-    DriverStatus *(*get_status_field)(DriverStatusReporter *r);
-    DeviceState *(*get_device)(DriverStatusReporter *r);
+    DriverStatusState *(*get_state)(Object *obj);
 };
 
 /**
  * DriverStatusChange:
- * @dev: the user-visible device (see @get_device)
+ * @dev: the user-visible device (see #DriverStatusState)
  * @old_status: the status before the change
  * @new_status: the status after the change
  *
@@ -58,67 +66,67 @@ struct DriverStatusReporterClass {
  */
 typedef struct DriverStatusChange {
     DeviceState *dev;
-    DriverStatus old_status;
-    DriverStatus new_status;
+    GuestDriverStatus old_status;
+    GuestDriverStatus new_status;
 } DriverStatusChange;
 
 /**
+ * driver_status_init:
+ * @ds: a device's driver status
+ * @dev: the device the user created: the device itself, or the
+ *     transport proxy that holds it
+ *
+ * Called at realize.  Until then, changes are stored but not announced.
+ */
+void driver_status_init(DriverStatusState *ds, DeviceState *dev);
+
+/* Out of line half of driver_status_report() */
+void driver_status_change(DriverStatusState *ds, GuestDriverStatus status);
+
+/**
  * driver_status_report:
- * @r: the reporting device
+ * @ds: a device's driver status
  * @status: the status the guest's last register write implies
  *
  * Called by a device model when a guest write may have changed the
- * driver status.  Does nothing if @status equals the stored status;
+ * driver status.  Does nothing if @status is the stored status;
  * otherwise stores it, traces it, emits DRIVER_STATUS_CHANGED and
- * notifies the listeners.  A device that is not realized has no QOM
- * path yet: its status is only stored.
+ * notifies the listeners.
  */
-void driver_status_report(DriverStatusReporter *r, DriverStatus status);
-
-/**
- * driver_status_restore:
- * @r: the reporting device
- * @status: the status recomputed from migrated registers
- *
- * Stores @status without event or notification.  For post_load: the
- * status is not migrated but rebuilt from device state on the
- * destination, and the guest did not change anything.
- */
-void driver_status_restore(DriverStatusReporter *r, DriverStatus status);
+static inline void driver_status_report(DriverStatusState *ds,
+                                        GuestDriverStatus status)
+{
+    if (ds->status != status) {
+        driver_status_change(ds, status);
+    }
+}
 
 /**
  * driver_status_get:
- * @r: the reporting device
+ * @ds: a device's driver status
  *
- * Returns: the stored driver status of @r.
+ * Returns: the stored status.
  */
-DriverStatus driver_status_get(DriverStatusReporter *r);
+static inline GuestDriverStatus driver_status_get(const DriverStatusState *ds)
+{
+    return ds->status;
+}
 
 /**
- * driver_status_get_device:
- * @r: the reporting device
- *
- * Returns: the user-visible device @r reports for; @r itself unless
- * its class implements @get_device.
- */
-DeviceState *driver_status_get_device(DriverStatusReporter *r);
-
-/**
- * driver_status_find_reporter:
+ * driver_status_find:
  * @dev: a user-visible device
  *
- * Returns: the reporter for @dev: @dev itself, or the direct QOM child
- * that reports on its behalf (virtio-net-pci -> its virtio-backend).
- * NULL if @dev does not report driver status.
+ * Returns: the driver status @dev reports, its own or that of the
+ * child that reports for it (virtio-net-pci's virtio-backend); NULL if
+ * @dev reports none.
  */
-DriverStatusReporter *driver_status_find_reporter(DeviceState *dev);
+DriverStatusState *driver_status_find(DeviceState *dev);
 
 /**
  * driver_status_add_listener:
  * @n: the notifier; its data argument is a DriverStatusChange *
  *
- * Calls @n after every change of any device's driver status (not for
- * driver_status_restore()).
+ * Calls @n after every announced change of any device's driver status.
  */
 void driver_status_add_listener(Notifier *n);
 
@@ -127,5 +135,29 @@ void driver_status_add_listener(Notifier *n);
  * @n: a notifier passed to driver_status_add_listener()
  */
 void driver_status_remove_listener(Notifier *n);
+
+/*
+ * Migration.  Most of the time a device's registers say what its
+ * driver status is, and the destination rebuilds it from them, so
+ * that streams from and to QEMU without driver status stay the same.
+ * When they cannot (a driver that reset the device and has not
+ * enabled anything yet), the device sends the status in a subsection
+ * of its own made of VMSTATE_DRIVER_STATUS(), needed when
+ * driver_status_get() differs from what the registers give.
+ *
+ * driver_status_pre_load() and driver_status_post_load() go into the
+ * device's pre_load and post_load: the status comes from the
+ * subsection if it was sent, from @from_registers otherwise, and no
+ * event is sent either way.
+ */
+extern const VMStateDescription vmstate_driver_status;
+
+#define VMSTATE_DRIVER_STATUS(_field, _state)                              \
+    VMSTATE_STRUCT(_field, _state, 1, vmstate_driver_status,              \
+                   DriverStatusState)
+
+void driver_status_pre_load(DriverStatusState *ds);
+void driver_status_post_load(DriverStatusState *ds,
+                             GuestDriverStatus from_registers);
 
 #endif

@@ -4,9 +4,10 @@
  *
  * Each test plays the register writes of a device's Linux driver and
  * checks every event and the query answer after every step.  The event
- * is rate-limited per device on the virtual clock under qtest, so the
- * tests step the clock past the one-second window before they look for
- * an event that may have been held back.
+ * is rate-limited per device, on the virtual clock under qtest: a burst
+ * of up to eight goes out at once, then one a second.  So every event
+ * of a driver that loads must arrive at once, without a clock step; the
+ * tests step the clock after each check to give the burst back.
  *
  * Copyright (c) 2026 The QEMU driver status authors
  *
@@ -22,13 +23,11 @@
 #include "qobject/qlist.h"
 #include "standard-headers/linux/virtio_config.h"
 
-/* Past the monitor's one-second rate limit window */
-#define THROTTLE_STEP_NS (1100 * 1000 * 1000LL)
-/*
- * An event held back to the end of a window opens a new window when it
- * goes out: two windows later, none is open any more.
- */
-#define SETTLE_NS (2 * THROTTLE_STEP_NS)
+/* The rate limit: a burst, then one event a second */
+#define BURST 8
+#define SECOND_NS (1000 * 1000 * 1000LL)
+/* Long enough for the burst to be whole again after a step's events */
+#define SETTLE_NS (3 * SECOND_NS)
 
 #define RTL8139_CHIPCMD     0x37
 #define RTL8139_CMD_RESET   0x10
@@ -173,10 +172,9 @@ static void check_no_event(TestMachine *m)
 }
 
 /*
- * After a guest write: let a held-back event out and wait until no
- * window is open, so that the next write's event goes out at once.
- * Check that exactly the events @statuses (NULL-terminated) arrived, in
- * order, and that the query answers the last of them.
+ * After a guest write: check that exactly the events @statuses
+ * (NULL-terminated) arrived, in order and at once, and that the query
+ * answers the last of them.  Then let the burst come back.
  */
 static void check_step(TestMachine *m, const char *id, const char *path,
                        const char *const *statuses)
@@ -184,7 +182,6 @@ static void check_step(TestMachine *m, const char *id, const char *path,
     const char *last = NULL;
     int i;
 
-    qtest_clock_step(m->qts, SETTLE_NS);
     for (i = 0; statuses[i]; i++) {
         check_event(m, id, path, statuses[i]);
         last = statuses[i];
@@ -192,6 +189,8 @@ static void check_step(TestMachine *m, const char *id, const char *path,
     check_no_event(m);
     g_assert_nonnull(last);
     check_query(m->qts, id, path, last);
+    qtest_clock_step(m->qts, SETTLE_NS);
+    check_no_event(m);
 }
 
 #define CHECK_STEP(m, id, path, ...) \
@@ -201,9 +200,10 @@ static void check_step(TestMachine *m, const char *id, const char *path,
 static void check_unchanged(TestMachine *m, const char *id,
                             const char *path, const char *status)
 {
-    qtest_clock_step(m->qts, SETTLE_NS);
     check_no_event(m);
     check_query(m->qts, id, path, status);
+    qtest_clock_step(m->qts, SETTLE_NS);
+    check_no_event(m);
 }
 
 /* Unlike qtest_qmp_eventwait(), leaves our events to collect_event() */
@@ -322,8 +322,8 @@ static const char *find_status(QList *list, const char *path)
 }
 
 /*
- * A guest toggling as fast as it can gets one event out at once and one
- * more, the newest, when the window ends: not one per toggle.
+ * A guest toggling as fast as it can gets a burst out at once, then one
+ * event a second, the newest: not one per toggle, and always the last.
  */
 static void test_throttle(void)
 {
@@ -345,26 +345,50 @@ static void test_throttle(void)
     }
     rtl8139_chipcmd(&m, RTL8139_CMD_RXENB | RTL8139_CMD_TXENB);
 
-    /* The first change went out at once */
-    check_event(&m, "rtl0", RTL_PATH, "ready");
+    /* The burst went out at once, and nothing more */
+    for (i = 0; i < BURST; i++) {
+        check_event(&m, "rtl0", RTL_PATH, i % 2 ? "none" : "ready");
+    }
     check_no_event(&m);
 
-    /* The window is per device: another device is not held back */
+    /* The limit is per device: another device is not held back */
     qpci_io_writel(e1k, e1k_bar, E1000_CTRL, E1000_CTRL_RST);
     check_event(&m, "e1k0", E1000_PATH, "initializing");
     check_no_event(&m);
 
-    /* 0.9 s later still nothing: the window is one second */
-    qtest_clock_step(m.qts, 900 * 1000 * 1000LL);
+    /* Nothing until the second is over, then only the newest */
+    qtest_clock_step(m.qts, SECOND_NS - 1);
     check_no_event(&m);
-
-    /* At the end of the window, only the newest */
-    qtest_clock_step(m.qts, 200 * 1000 * 1000LL);
+    qtest_clock_step(m.qts, 1);
     check_event(&m, "rtl0", RTL_PATH, "ready");
     check_no_event(&m);
 
-    /* Nothing pending: the next window closes silently */
-    qtest_clock_step(m.qts, THROTTLE_STEP_NS);
+    /* Still no credit: a change waits for the end of the next second */
+    rtl8139_chipcmd(&m, 0);
+    check_no_event(&m);
+    qtest_clock_step(m.qts, SECOND_NS);
+    check_event(&m, "rtl0", RTL_PATH, "none");
+    check_no_event(&m);
+
+    /* A second without events gives one back */
+    qtest_clock_step(m.qts, SECOND_NS);
+    rtl8139_chipcmd(&m, RTL8139_CMD_RXENB | RTL8139_CMD_TXENB);
+    check_event(&m, "rtl0", RTL_PATH, "ready");
+    rtl8139_chipcmd(&m, 0);
+    check_no_event(&m);
+    qtest_clock_step(m.qts, SECOND_NS);
+    check_event(&m, "rtl0", RTL_PATH, "none");
+
+    /* Once quiet for a burst's worth of seconds, a whole burst again */
+    qtest_clock_step(m.qts, (BURST + 1) * SECOND_NS);
+    for (i = 0; i < BURST; i++) {
+        rtl8139_chipcmd(&m, i % 2 ? 0 : RTL8139_CMD_RXENB | RTL8139_CMD_TXENB);
+        check_event(&m, "rtl0", RTL_PATH, i % 2 ? "none" : "ready");
+    }
+    rtl8139_chipcmd(&m, RTL8139_CMD_RXENB | RTL8139_CMD_TXENB);
+    check_no_event(&m);
+    qtest_clock_step(m.qts, SECOND_NS);
+    check_event(&m, "rtl0", RTL_PATH, "ready");
     check_no_event(&m);
 
     list = query_driver_status(m.qts);
@@ -419,7 +443,7 @@ static void test_e1000(void)
     e1000_write(&m, E1000_TCTL, E1000_TCTL_PSP);
     CHECK_STEP(&m, "e1k0", E1000_PATH, "none");
 
-    /* Both changes within one window: only the newest arrives late */
+    /* Two changes in a row: both arrive at once */
     e1000_write(&m, E1000_TCTL, E1000_TCTL_PSP | E1000_TCTL_EN);
     e1000_write(&m, E1000_RCTL, E1000_RCTL_BAM | E1000_RCTL_EN);
     CHECK_STEP(&m, "e1k0", E1000_PATH, "initializing", "ready");
@@ -459,8 +483,8 @@ static void test_virtio_net(const void *data)
     check_query(m.qts, "vio0", VIO_PATH, "none");
 
     /*
-     * ACKNOWLEDGE goes out at once, DRIVER and FEATURES_OK change
-     * nothing, DRIVER_OK waits for the window to end.
+     * ACKNOWLEDGE and DRIVER_OK go out at once, DRIVER and FEATURES_OK
+     * change nothing.
      */
     virtio_bring_up(dev);
     CHECK_STEP(&m, "vio0", VIO_PATH, "initializing", "ready");
@@ -542,6 +566,12 @@ static void test_hotplug_cycle(void)
         qpci_device_enable(m.pdev);
         m.bar = qpci_iomap(m.pdev, 0, NULL);
         hotplug_bring_up(&m, model);
+        /* Every NIC has the one path: past the burst, they wait */
+        if (i < BURST) {
+            check_event(&m, "nic", "/machine/peripheral/nic", "ready");
+        } else {
+            check_no_event(&m);
+        }
         check_query(m.qts, "nic", "/machine/peripheral/nic", "ready");
 
         qpci_iounmap(m.pdev, m.bar);
@@ -552,16 +582,10 @@ static void test_hotplug_cycle(void)
         g_assert_cmpint(qlist_size(list), ==, 0);
         qobject_unref(list);
     }
-    /* Let the last, held-back event out; they all name the one path */
-    qtest_clock_step(m.qts, SETTLE_NS);
-    qobject_unref(query_driver_status(m.qts));
-    while (!g_queue_is_empty(&m.events)) {
-        QDict *ev = g_queue_pop_head(&m.events);
-
-        check_status_dict(qdict_get_qdict(ev, "data"), "nic",
-                          "/machine/peripheral/nic", "ready");
-        qobject_unref(ev);
-    }
+    /* The last of those held back comes out at the end of the second */
+    qtest_clock_step(m.qts, SECOND_NS);
+    check_event(&m, "nic", "/machine/peripheral/nic", "ready");
+    check_no_event(&m);
     machine_stop(&m);
 }
 
@@ -604,11 +628,58 @@ static void test_hmp(void)
     machine_stop(&m);
 }
 
-/* The status is rebuilt from migrated registers, without an event */
-static void test_migrate(void)
+typedef struct MigrateCase {
+    const char *name;
+    /* Brings the NICs to their states: rtl8139 is mapped in @m */
+    void (*setup)(TestMachine *m, QVirtioPCIDevice *vio);
+    /* Their statuses: rtl0, e1k0, vio0 */
+    const char *expected[3];
+} MigrateCase;
+
+static void e1000_map(TestMachine *m)
 {
+    qpci_iounmap(m->pdev, m->bar);
+    g_free(m->pdev);
+    m->pdev = qpci_device_find(m->pcibus, QPCI_DEVFN(4, 0));
+    qpci_device_enable(m->pdev);
+    m->bar = qpci_iomap(m->pdev, 0, NULL);
+}
+
+/* The registers say it all */
+static void migrate_setup_registers(TestMachine *m, QVirtioPCIDevice *vio)
+{
+    rtl8139_chipcmd(m, RTL8139_CMD_RXENB | RTL8139_CMD_TXENB);
+    e1000_map(m);
+    e1000_write(m, E1000_TCTL, E1000_TCTL_EN);
+    virtio_bring_up(vio);
+}
+
+/*
+ * Each driver has just reset its device: rtl8139's registers say none,
+ * e1000's still say ready (QEMU's e1000 keeps RCTL on CTRL.RST)
+ */
+static void migrate_setup_reset(TestMachine *m, QVirtioPCIDevice *vio)
+{
+    rtl8139_chipcmd(m, RTL8139_CMD_RESET);
+    e1000_map(m);
+    e1000_write(m, E1000_RCTL, E1000_RCTL_EN);
+    e1000_write(m, E1000_CTRL, E1000_CTRL_RST);
+    qvirtio_reset(&vio->vdev);
+    qvirtio_set_acknowledge(&vio->vdev);
+}
+
+static const MigrateCase migrate_cases[] = {
+    { "registers", migrate_setup_registers,
+      { "ready", "initializing", "ready" } },
+    { "driver-reset", migrate_setup_reset,
+      { "initializing", "initializing", "initializing" } },
+};
+
+/* The status arrives as it was, without an event */
+static void test_migrate(const void *data)
+{
+    const MigrateCase *c = data;
     const char *paths[] = { RTL_PATH, E1000_PATH, VIO_PATH };
-    const char *expected[] = { "ready", "initializing", "ready" };
     g_autofree char *tmpdir = g_dir_make_tmp("driver-status-XXXXXX", NULL);
     g_autofree char *uri = g_strdup_printf("unix:%s/migsock", tmpdir);
     g_autofree char *sock = g_strdup_printf("%s/migsock", tmpdir);
@@ -621,17 +692,10 @@ static void test_migrate(void)
 
     g_assert_nonnull(tmpdir);
     machine_start_pci(&m, RTL_ARGS E1000_ARGS VIO_ARGS, 3, 0);
-    rtl8139_chipcmd(&m, RTL8139_CMD_RXENB | RTL8139_CMD_TXENB);
-    g_free(m.pdev);
-    m.pdev = qpci_device_find(m.pcibus, QPCI_DEVFN(4, 0));
-    qpci_device_enable(m.pdev);
-    m.bar = qpci_iomap(m.pdev, 0, NULL);
-    e1000_write(&m, E1000_TCTL, E1000_TCTL_EN);
     dev = virtio_pci_new(m.pcibus, &addr);
     g_assert_nonnull(dev);
     qvirtio_pci_device_enable(dev);
-    virtio_bring_up(dev);
-    qtest_clock_step(m.qts, THROTTLE_STEP_NS);
+    c->setup(&m, dev);
 
     /* The events of the bring-up are checked by the other tests */
     src = query_driver_status(m.qts);
@@ -642,7 +706,7 @@ static void test_migrate(void)
     }
     g_assert_cmpint(qlist_size(src), ==, 3);
     for (i = 0; i < ARRAY_SIZE(paths); i++) {
-        g_assert_cmpstr(find_status(src, paths[i]), ==, expected[i]);
+        g_assert_cmpstr(find_status(src, paths[i]), ==, c->expected[i]);
     }
 
     machine_start(&to, "-incoming defer " RTL_ARGS E1000_ARGS VIO_ARGS);
@@ -655,7 +719,7 @@ static void test_migrate(void)
     dst = query_driver_status(to.qts);
     g_assert_cmpint(qlist_size(dst), ==, 3);
     for (i = 0; i < ARRAY_SIZE(paths); i++) {
-        g_assert_cmpstr(find_status(dst, paths[i]), ==, expected[i]);
+        g_assert_cmpstr(find_status(dst, paths[i]), ==, c->expected[i]);
     }
     check_no_event(&to);
 
@@ -670,8 +734,75 @@ static void test_migrate(void)
     rmdir(tmpdir);
 }
 
+/*
+ * Every virtio device reports, named after its transport proxy: here a
+ * virtio-rng-pci, whose driver status tells management that the guest
+ * can use it.
+ */
+static void test_virtio_rng(void)
+{
+    QPCIAddress addr = { .devfn = QPCI_DEVFN(6, 0) };
+    QVirtioPCIDevice *dev;
+    TestMachine m = { };
+
+    machine_start(&m, "-device virtio-rng-pci,id=rng0,addr=0x6");
+    m.pcibus = qpci_new_pc(m.qts, NULL);
+    dev = virtio_pci_new(m.pcibus, &addr);
+    g_assert_nonnull(dev);
+    qvirtio_pci_device_enable(dev);
+    check_query(m.qts, "rng0", "/machine/peripheral/rng0", "none");
+
+    virtio_bring_up(dev);
+    CHECK_STEP(&m, "rng0", "/machine/peripheral/rng0", "initializing",
+               "ready");
+    qvirtio_reset(&dev->vdev);
+    CHECK_STEP(&m, "rng0", "/machine/peripheral/rng0", "none");
+
+    qvirtio_pci_device_disable(dev);
+    g_free(dev->pdev);
+    g_free(dev);
+    machine_stop(&m);
+}
+
+static bool type_listed(QList *types, const char *name)
+{
+    const QListEntry *e;
+
+    QLIST_FOREACH_ENTRY(types, e) {
+        QDict *d = qobject_to(QDict, qlist_entry_obj(e));
+
+        if (!strcmp(qdict_get_str(d, "name"), name)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Management finds the device types that report through the interface */
+static void test_reporting_types(void)
+{
+    QTestState *qts = qtest_init("-machine none");
+    QDict *rsp;
+    QList *types;
+
+    rsp = qtest_qmp(qts, "{ 'execute': 'qom-list-types', 'arguments': {"
+                    " 'implements': 'driver-status-reporter' } }");
+    types = qdict_get_qlist(rsp, "return");
+    g_assert_true(type_listed(types, "rtl8139"));
+    g_assert_true(type_listed(types, "e1000"));
+    g_assert_true(type_listed(types, "e1000-82545em"));
+    g_assert_true(type_listed(types, "virtio-net-device"));
+    g_assert_true(type_listed(types, "virtio-rng-device"));
+    g_assert_false(type_listed(types, "ne2k_pci"));
+    g_assert_false(type_listed(types, "virtio-net-pci"));
+    qobject_unref(rsp);
+    qtest_quit(qts);
+}
+
 int main(int argc, char **argv)
 {
+    int i;
+
     g_test_init(&argc, &argv, NULL);
 
     qtest_add_func("driver-status/rtl8139/8139too", test_rtl8139_8139too);
@@ -685,7 +816,16 @@ int main(int argc, char **argv)
     qtest_add_func("driver-status/non-reporting", test_non_reporting);
     qtest_add_func("driver-status/hotplug-cycle", test_hotplug_cycle);
     qtest_add_func("driver-status/hmp", test_hmp);
-    qtest_add_func("driver-status/migrate", test_migrate);
+    for (i = 0; i < ARRAY_SIZE(migrate_cases); i++) {
+        g_autofree char *path = g_strdup_printf("driver-status/migrate/%s",
+                                                migrate_cases[i].name);
+
+        qtest_add_data_func(path, &migrate_cases[i], test_migrate);
+    }
+    if (qtest_has_device("virtio-rng-pci")) {
+        qtest_add_func("driver-status/virtio-rng", test_virtio_rng);
+    }
+    qtest_add_func("driver-status/reporting-types", test_reporting_types);
 
     return g_test_run();
 }

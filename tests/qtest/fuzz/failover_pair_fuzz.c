@@ -10,31 +10,29 @@
  * failover pair: the guest side (PCI config space, I/O and MMIO accesses
  * to the NICs' BARs, writes to the registers their drivers bring them up
  * with, virtual clock steps) and the management side (set_link, NIC
- * unplug, system_reset).
+ * unplug and plug, system_reset).
  *
  * Besides crashes and sanitizer reports, the pair's promise is checked
- * after every operation: at most one of its NICs has its link up, and
- * only a NIC whose driver is ready.
+ * after every operation, while the pair is formed: at most one of its
+ * NICs has its link up, and only a NIC whose driver is ready.  (The
+ * device asserts the same whenever it changes the links.)
  *
- * An unplugged NIC cannot come back into the pair (the pair is
- * cold-plugged), so an input that unplugs runs in a forked child to keep
- * the VM the same for the inputs that follow; libFuzzer gets no coverage
- * from those runs, only their crashes.  The child has no vCPU thread,
- * which a whole-machine reset waits for (vapic), so there a reset resets
- * the PCI bus and the pair, together, as a system reset would.
+ * An unplug dissolves the pair; plugging a NIC with the same id in again
+ * forms it again.  Both happen in this process, so libFuzzer sees what
+ * they cover, and each input ends with both NICs plugged in and a
+ * system reset, so that the next one starts where this one did.
  */
 
 #include "qemu/osdep.h"
-#include <sys/wait.h>
 #include "qapi/error.h"
 #include "qapi/qapi-commands-net.h"
 #include "qapi/qapi-commands-qdev.h"
+#include "qobject/qdict.h"
+#include "monitor/qdev.h"
 #include "hw/driver-status.h"
-#include "hw/core/resetcontainer.h"
 #include "hw/pci/pci_regs.h"
 #include "net/net.h"
 #include "qom/object.h"
-#include "system/runstate.h"
 #include "tests/qtest/libqtest.h"
 #include "tests/qtest/libqos/pci-pc.h"
 #include "fuzz.h"
@@ -53,6 +51,7 @@ enum {
     OP_SET_LINK,    /* value & 1: up */
     OP_RESET,
     OP_UNPLUG,
+    OP_PLUG,
     OP__MAX,
 };
 
@@ -72,12 +71,11 @@ typedef struct FuzzNic {
 } FuzzNic;
 
 static const char *fallback_model;
-static bool in_child;
+static const int slots[] = { PRIMARY_SLOT, FALLBACK_SLOT };
 
 /* What firmware does: enable the NICs still there and map their BAR 0 */
 static QPCIBus *fuzz_map(QTestState *s, QPCIBus *bus, FuzzNic *nics)
 {
-    static const int slots[] = { PRIMARY_SLOT, FALLBACK_SLOT };
     int i;
 
     if (bus) {
@@ -182,16 +180,28 @@ static bool fuzz_driver_ready(const char *id)
 {
     g_autofree char *path = g_strdup_printf("/machine/peripheral/%s", id);
     Object *obj = object_resolve_path(path, NULL);
-    DriverStatusReporter *r;
+    DriverStatusState *ds = obj ? driver_status_find(DEVICE(obj)) : NULL;
 
-    r = obj ? driver_status_find_reporter(DEVICE(obj)) : NULL;
-    return r && driver_status_get(r) == DRIVER_STATUS_READY;
+    return ds && driver_status_get(ds) == GUEST_DRIVER_STATUS_READY;
+}
+
+static bool fuzz_pair_formed(void)
+{
+    FailoverPairInfoList *list = qmp_query_failover_pairs(&error_abort);
+    bool formed = list->value->formed;
+
+    qapi_free_FailoverPairInfoList(list);
+    return formed;
 }
 
 static void fuzz_check_pair(FuzzNic *nics)
 {
     int i, up = 0;
 
+    /* Once dissolved, the NIC left follows set_link alone */
+    if (!fuzz_pair_formed()) {
+        return;
+    }
     for (i = 0; i < 2; i++) {
         if (fuzz_link_up(nics[i].id)) {
             g_assert(fuzz_driver_ready(nics[i].id));
@@ -213,35 +223,41 @@ static void fuzz_unplug(QTestState *s, FuzzNic *nic, int slot)
     nic->unplugged = !object_resolve_path(path, NULL);
 }
 
-static void fuzz_reset_machine(void)
+/* A NIC like the one unplugged, with its id, slot and backend */
+static void fuzz_plug(FuzzNic *nic, bool primary, int slot)
 {
-    ResettableContainer *rc;
+    QDict *opts = qdict_new();
 
-    if (!in_child) {
-        qemu_system_reset(SHUTDOWN_CAUSE_HOST_QMP_SYSTEM_RESET);
-        return;
+    qdict_put_str(opts, "driver", primary ? "virtio-net-pci" :
+                  fallback_model);
+    qdict_put_str(opts, "id", nic->id);
+    qdict_put_str(opts, "netdev", primary ? "hs0" : "hs1");
+    qdict_put_int(opts, "addr", QPCI_DEVFN(slot, 0));
+    if (primary) {
+        qdict_put_bool(opts, "disable-modern", true);
     }
-    rc = RESETTABLE_CONTAINER(object_new(TYPE_RESETTABLE_CONTAINER));
-    resettable_container_add(rc, object_resolve_path("/machine/i440fx/pci.0",
-                                                     NULL));
-    resettable_container_add(rc, object_resolve_path(
-                                     "/machine/peripheral/pair0", NULL));
-    resettable_reset(OBJECT(rc), RESET_TYPE_COLD);
-    object_unref(rc);
+    qmp_device_add(opts, NULL, &error_abort);
+    qobject_unref(opts);
+    nic->unplugged = false;
 }
 
-static void fuzz_run(QTestState *s, const FuzzOp *ops, size_t n)
+static void failover_pair_fuzz(QTestState *s, const unsigned char *data,
+                               size_t size)
 {
+    size_t n = size / sizeof(FuzzOp);
+    g_autofree FuzzOp *ops = g_memdup2(data, n * sizeof(FuzzOp));
     FuzzNic nics[2] = { 0 };
     QPCIBus *bus = fuzz_map(s, NULL, nics);
     size_t i;
 
     for (i = 0; i < n; i++) {
         const FuzzOp *o = &ops[i];
-        FuzzNic *nic = &nics[o->nic & 1];
+        int which = o->nic & 1;
+        FuzzNic *nic = &nics[which];
 
         if (nic->unplugged && o->op % OP__MAX != OP_RESET &&
-            o->op % OP__MAX != OP_CLOCK_STEP) {
+            o->op % OP__MAX != OP_CLOCK_STEP &&
+            o->op % OP__MAX != OP_PLUG) {
             continue;
         }
         switch (o->op % OP__MAX) {
@@ -253,7 +269,7 @@ static void fuzz_run(QTestState *s, const FuzzOp *ops, size_t n)
             fuzz_pci_write(nic, o);
             break;
         case OP_DRIVER:
-            fuzz_driver(nic, nic == &nics[0], o);
+            fuzz_driver(nic, which == 0, o);
             break;
         case OP_CLOCK_STEP:
             qtest_clock_step(s, 1 + o->value % (3 * DELAY_NS));
@@ -262,64 +278,35 @@ static void fuzz_run(QTestState *s, const FuzzOp *ops, size_t n)
             qmp_set_link(nic->id, o->value & 1, &error_abort);
             break;
         case OP_RESET:
-            fuzz_reset_machine();
+            fuzz_reset(s);
             bus = fuzz_map(s, bus, nics);
             break;
         case OP_UNPLUG:
-            fuzz_unplug(s, nic, nic == &nics[0] ? PRIMARY_SLOT : FALLBACK_SLOT);
+            fuzz_unplug(s, nic, slots[which]);
+            break;
+        case OP_PLUG:
+            if (nic->unplugged) {
+                fuzz_plug(nic, which == 0, slots[which]);
+                bus = fuzz_map(s, bus, nics);
+            }
             break;
         }
         flush_events(s);
         fuzz_check_pair(nics);
     }
 
+    /* The next input starts as this one did: both NICs, links up */
     for (i = 0; i < 2; i++) {
-        if (!nics[i].unplugged) {
-            qmp_set_link(nics[i].id, true, &error_abort);
+        if (nics[i].unplugged) {
+            fuzz_plug(&nics[i], i == 0, slots[i]);
         }
+        qmp_set_link(nics[i].id, true, &error_abort);
         g_free(nics[i].dev);
     }
     qpci_free_pc(bus);
-}
-
-static bool fuzz_unplugs(const FuzzOp *ops, size_t n)
-{
-    size_t i;
-
-    for (i = 0; i < n; i++) {
-        if (ops[i].op % OP__MAX == OP_UNPLUG) {
-            return true;
-        }
-    }
-    return false;
-}
-
-static void failover_pair_fuzz(QTestState *s, const unsigned char *data,
-                               size_t size)
-{
-    size_t n = size / sizeof(FuzzOp);
-    g_autofree FuzzOp *ops = g_memdup2(data, n * sizeof(FuzzOp));
-    int status;
-    pid_t pid;
-
-    if (!fuzz_unplugs(ops, n)) {
-        fuzz_run(s, ops, n);
-        fuzz_reset(s);
-        return;
-    }
-
-    pid = fork();
-    g_assert(pid >= 0);
-    if (pid == 0) {
-        in_child = true;
-        fuzz_run(s, ops, n);
-        _exit(0);
-    }
-    g_assert(waitpid(pid, &status, 0) == pid);
-    /* Make the child's failure ours, so that libFuzzer saves the input */
-    if (!WIFEXITED(status) || WEXITSTATUS(status)) {
-        abort();
-    }
+    flush_events(s);
+    g_assert(fuzz_pair_formed());
+    fuzz_reset(s);
 }
 
 static GString *failover_pair_cmdline(FuzzTarget *t)
@@ -348,7 +335,8 @@ static void register_failover_pair_fuzz_targets(void)
         char *name = g_strdup_printf("failover-pair-%s", models[i]);
         char *desc = g_strdup_printf(
             "Fuzz a failover pair of virtio-net and %s from the guest "
-            "(PCI, I/O, MMIO, clock) and the host (set_link, unplug, reset)",
+            "(PCI, I/O, MMIO, clock) and the host (set_link, unplug, plug, "
+            "reset)",
             models[i]);
 
         fuzz_add_target(&(FuzzTarget){
