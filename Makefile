@@ -40,10 +40,12 @@ SAN_CONFIGURE_FLAGS := --python=$(PYTHON) --target-list=x86_64-softmmu \
 	--enable-asan --enable-ubsan --enable-fuzzing
 SAN_QTESTS = $(QTESTS) rtl8139-test virtio-net-failover qos-test \
 	device-introspect-test
-FUZZ_TARGETS := failover-pair-rtl8139 failover-pair-e1000
+# The pair's own targets, and upstream's generic fuzzer with a pair
+FUZZ_TARGETS := failover-pair-rtl8139 failover-pair-e1000 \
+	generic-fuzz-failover-pair-rtl8139 generic-fuzz-failover-pair-e1000
 # Seconds per fuzz target: make fuzz, and the short run in make check
 FUZZ_SECONDS ?= 600
-CHECK_FUZZ_SECONDS ?= 60
+CHECK_FUZZ_SECONDS ?= 30
 
 # Firmware the build does not ship: Debian's seabios and ipxe-qemu, and
 # the option ROMs (linuxboot_dma.bin, ...) built from pc-bios/optionrom.
@@ -60,7 +62,7 @@ QTESTS_UPSTREAM := rtl8139-test virtio-net-failover qos-test qmp-cmd-test \
 	test-hmp device-introspect-test
 
 .PHONY: help deps fetch prepare build docs guest e2e check series bisect \
-	refresh import demo clean pristine bench build-san fuzz
+	refresh import demo clean pristine nocast bench build-san fuzz
 
 help:
 	@sed -n 's/^## //p' $(MAKEFILE_LIST)
@@ -164,7 +166,7 @@ series: prepare
 
 ## bisect    build every commit of the series on its own
 bisect: prepare
-	@sh build-glue/bisect.sh $(SRC) $(BUILD)/bisect
+	@sh build-glue/bisect.sh $(SRC) $(BUILD)/bisect $(CONFIGURE_FLAGS)
 
 ## refresh   fold edits made in build/src into their patches
 refresh:
@@ -188,13 +190,34 @@ pristine: $(if $(BENCH_NOBUILD),,prepare)
 	$(call link-firmware,$(PRISTINE)/qemu)
 	@ln -sfn qemu/qemu-system-x86_64 $(PRISTINE)/qemu-system-x86_64
 
+# Both emulators again without QOM cast debugging (on by default), whose
+# class cast caches the data path measurement is sensitive to: the
+# emulator only, in qemu-nocast next to each build's qemu.
+NOCAST_FLAGS := $(CONFIGURE_FLAGS) --disable-qom-cast-debug
+
+## nocast    build/qemu-nocast and build/pristine/qemu-nocast: both
+##           emulators with --disable-qom-cast-debug (for make bench)
+nocast: $(if $(BENCH_NOBUILD),,build) pristine
+	$(call configure-qemu,$(BUILD)/qemu-nocast,$(NOCAST_FLAGS))
+	nice ninja -C $(BUILD)/qemu-nocast -j$(JOBS) qemu-system-x86_64
+	$(call link-firmware,$(BUILD)/qemu-nocast,$(OBJ))
+	$(call configure-qemu,$(PRISTINE)/qemu-nocast,$(NOCAST_FLAGS))
+	nice ninja -C $(PRISTINE)/qemu-nocast -j$(JOBS) qemu-system-x86_64
+	$(call link-firmware,$(PRISTINE)/qemu-nocast,$(PRISTINE)/qemu)
+
 ## bench     measure what the series costs and buys, pristine vs patched:
-##           data path (callgrind), decision latency, time to network;
-##           BENCH=datapath,latency,boot BENCH_REPEAT=3 BENCH_BOOT_REPEAT=5
+##           data path (callgrind, with and without QOM cast debugging),
+##           decision latency, events and the policy tool, time to network;
+##           BENCH=datapath,latency,events,boot BENCH_REPEAT=3
+##           BENCH_BOOT_REPEAT=5
 ##           BENCH_NOBUILD=1: use build/qemu as it is, without make build
-bench: $(if $(BENCH_NOBUILD),,build) guest pristine
+bench: $(if $(BENCH_NOBUILD),,build) guest pristine nocast
 	@$(PYTHON) build-glue/bench.py --patched $(BUILD)/qemu-system-x86_64 \
-		--pristine $(PRISTINE)/qemu-system-x86_64 --guest $(GUEST)/guest \
+		--pristine $(PRISTINE)/qemu-system-x86_64 \
+		--patched-nocast $(BUILD)/qemu-nocast/qemu-system-x86_64 \
+		--pristine-nocast $(PRISTINE)/qemu-nocast/qemu-system-x86_64 \
+		--guest $(GUEST)/guest \
+		--policy-tool $(SRC)/scripts/failover-policy.py \
 		--sections "$(BENCH)" --repeat "$(BENCH_REPEAT)" \
 		--boot-repeat "$(BENCH_BOOT_REPEAT)" --csv $(BUILD)/bench/bench.csv
 

@@ -1,13 +1,15 @@
 #!/bin/sh
 # SPDX-License-Identifier: GPL-2.0-or-later
 # Build every commit of the series on its own, in order, to prove that
-# the series is bisectable.  Usage: bisect.sh SRC_DIR WORK_DIR
+# the series is bisectable: the emulator, and the series' qtests once a
+# commit has them.  Usage: bisect.sh SRC_DIR WORK_DIR CONFIGURE_FLAGS...
 # WORK_DIR gets its own worktree (src) and build (qemu) laid out like
 # build/, so that ccache serves what the commits do not change.
 set -eu
 
 src=$(cd "$1" && pwd)
 work=$2
+shift 2
 git="git -c safe.directory=*"
 
 mkdir -p "$work"
@@ -17,11 +19,7 @@ if [ ! -d "$work/src" ]; then
 fi
 if [ ! -f "$work/qemu/build.ninja" ]; then
     mkdir -p "$work/qemu"
-    (cd "$work/qemu" && ../src/configure --python=/usr/bin/python3 \
-        --cc="ccache cc" --cxx="ccache c++" \
-        --target-list=x86_64-softmmu --without-default-features \
-        --enable-slirp --enable-fdt=system --disable-docs \
-        --disable-install-blobs >configure.log 2>&1) ||
+    (cd "$work/qemu" && ../src/configure "$@" >configure.log 2>&1) ||
         { tail -30 "$work/qemu/configure.log"; exit 1; }
 fi
 
@@ -30,8 +28,14 @@ for rev in $($git -C "$src" rev-list --reverse base..HEAD); do
     n=$((n + 1))
     subject=$($git -C "$src" log -1 --format=%s "$rev")
     $git -C "$work/src" checkout -q --detach "$rev"
+    targets=qemu-system-x86_64
+    for t in driver-status-test failover-pair-test; do
+        if [ -f "$work/src/tests/qtest/$t.c" ]; then
+            targets="$targets tests/qtest/$t"
+        fi
+    done
     start=$(date +%s)
-    if ninja -C "$work/qemu" qemu-system-x86_64 >"$work/build-$n.log" 2>&1
+    if ninja -C "$work/qemu" $targets >"$work/build-$n.log" 2>&1
     then
         printf 'bisect  %2d builds  (%3ds)  %s\n' "$n" \
             $(($(date +%s) - start)) "$subject"

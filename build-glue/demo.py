@@ -81,8 +81,8 @@ async def story(args):
         if line:
             late = run.now() - t
             if kind == 'event' and late > 0.3:
-                # The monitor throttles these; the time stamp is the change's.
-                line += f'   (QMP sent it {late:.1f} s later: throttled)'
+                # Rate-limited past a burst; the time stamp is the change's.
+                line += f'   (QMP sent it {late:.1f} s later: rate-limited)'
             print(f'{t:7.2f} s  {line}', flush=True)
     run.listener = show
     print(f'{0:7.2f} s  QEMU   starts: vnet0 (virtio-net-pci) + legacy0 '
@@ -96,7 +96,7 @@ async def story(args):
         vif = await e2e.traffic(run, 'virtio_net', 30, since=t_load - 0.5)
         await run.wait_line(e2e.is_carrier('8139cp', '0'), 10,
                             f'{leg} losing its link', since=t_load - 0.5)
-        await asyncio.sleep(1.5)   # let throttled events arrive
+        await asyncio.sleep(1.5)   # let events held back arrive
         active = await run.active()
         statuses = None if simulate else \
             await run.qmp.execute('query-driver-status')

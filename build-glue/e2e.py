@@ -590,8 +590,9 @@ async def check_fallback_delay(run, t_pair):
 
     def ready_times(r):
         return [t for t, s in r.status_events('legacy0') if s == 'ready' and t <= t_pair]
-    # DRIVER_STATUS_CHANGED is throttled (1 s per device) but keeps the
-    # time stamp of the change: wait for the delayed one.
+    # DRIVER_STATUS_CHANGED is rate-limited per device (a burst of eight,
+    # then one a second) but keeps the time stamp of the change: wait for
+    # one that may have been held back.
     try:
         await run.wait_for(ready_times, 2.5, 'DRIVER_STATUS_CHANGED ready')
     except Fail:
@@ -608,9 +609,9 @@ async def check_fallback_delay(run, t_pair):
 async def pair_settles(run, last, timeout=3.0):
     """The pair's events once the last one is LAST (or TIMEOUT passed).
 
-    QMP events can come a little after what they report: the monitor
-    throttles DRIVER_STATUS_CHANGED (and an emulator may throttle
-    FAILOVER_PAIR_CHANGED too) to one a second, keeping the time stamp."""
+    QMP events can come a little after what they report: past a burst,
+    the monitor holds DRIVER_STATUS_CHANGED and FAILOVER_PAIR_CHANGED back
+    to one a second per device, keeping the time stamp."""
     try:
         await run.wait_for(lambda r: (r.pair_events() or [(0, None)])[-1][1] == last,
                            timeout, f'FAILOVER_PAIR_CHANGED {last}')

@@ -182,9 +182,12 @@ static void failover_pair_apply(FailoverPairState *s)
     }
 
     /* The pair's promise: one link at most, and only a ready driver's */
-    assert(!(primary_free && fallback_free));
-    assert(!primary_free || failover_pair_nic_ready(&s->primary));
-    assert(!fallback_free || failover_pair_nic_ready(&s->fallback));
+    assert(failover_pair_nic_held(&s->primary) ||
+           failover_pair_nic_held(&s->fallback));
+    assert(failover_pair_nic_held(&s->primary) ||
+           failover_pair_nic_ready(&s->primary));
+    assert(failover_pair_nic_held(&s->fallback) ||
+           failover_pair_nic_ready(&s->fallback));
 }
 
 static void failover_pair_set_active(FailoverPairState *s,
