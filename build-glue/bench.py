@@ -677,9 +677,9 @@ class EventListener:
                     self.events.append((t, msg))
                     self.cond.notify_all()
 
-    def wait(self, match, since, timeout=5.0):
+    def wait(self, match, since, what, timeout=5.0):
         """Arrival time of the first event from index SINCE on for which
-        MATCH(msg) holds."""
+        MATCH(msg) holds; WHAT names it in the error."""
         end = time.monotonic() + timeout
         with self.cond:
             while True:
@@ -688,7 +688,7 @@ class EventListener:
                         return t
                 left = end - time.monotonic()
                 if left <= 0:
-                    raise BenchError('event not seen within '
+                    raise BenchError(f'no event for {what} within '
                                      f'{timeout:g} s')
                 self.cond.wait(left)
 
@@ -763,7 +763,8 @@ def event_latency_run(qemu_bin, name, rounds, workdir, tag):
                 t0 = time.monotonic()
                 write()
                 if status:
-                    out.append(ev.wait(status_event(path, status), since) - t0)
+                    out.append(ev.wait(status_event(path, status), since,
+                                       f'{name} {label}') - t0)
             # A quiet spell gives the whole burst back (the monitor rates
             # events on the virtual clock under qtest)
             q.clock_step((BURST + 2) * 1000 * 1000 * 1000)

@@ -45,7 +45,6 @@
 #include "qapi/error.h"
 #include "qapi/qapi-commands-net.h"
 #include "qapi/qapi-events-net.h"
-#include "qemu/error-report.h"
 #include "qemu/main-loop.h"
 #include "qemu/queue.h"
 #include "qemu/timer.h"
@@ -73,7 +72,7 @@ typedef struct FailoverPairNic {
     /* The NIC and its driver status while the pair is formed, or NULL */
     DeviceState *dev;
     DriverStatusState *ds;
-    /* Migrated: the NIC's set_link state, which net clients do not keep */
+    /* Migrated: whether the user set the NIC's link down */
     bool admin_down;
 } FailoverPairNic;
 
