@@ -319,8 +319,11 @@ def cmd_import(args):
                 raise QueueError('"%s" edits no upstream file (every commit '
                                  'that adds files also updates MAINTAINERS)'
                                  % subject)
+            # A fixed --abbrev: blob ids in patches/ must not change with
+            # the number of objects in build/src
             out = git('format-patch', '-1', '--zero-commit', '--no-signature',
-                      '--start-number', str(index), '-o', tmp, rev, '--',
+                      '--abbrev=9', '--start-number', str(index), '-o', tmp,
+                      rev, '--',
                       *edited).strip()
             name = os.path.basename(out)
             entries.append((name, added))

@@ -45,6 +45,7 @@
 #include "qapi/error.h"
 #include "qapi/qapi-commands-net.h"
 #include "qapi/qapi-events-net.h"
+#include "qemu/error-report.h"
 #include "qemu/main-loop.h"
 #include "qemu/queue.h"
 #include "qemu/timer.h"
@@ -53,7 +54,10 @@
 #include "hw/qdev-core.h"
 #include "hw/qdev-properties.h"
 #include "hw/virtio/virtio-net.h"
+#include "migration/misc.h"
 #include "migration/vmstate.h"
+#include "net/announce.h"
+#include "net/eth.h"
 #include "net/net.h"
 #include "system/reset.h"
 #include "trace.h"
@@ -81,8 +85,9 @@ struct FailoverPairState {
 
     FailoverPairNic primary;
     FailoverPairNic fallback;
-    /* Property */
+    /* Properties */
     uint32_t fallback_delay_ms;
+    bool announce;
 
     Notifier driver_status_listener;
     DeviceListener device_listener;
@@ -90,6 +95,8 @@ struct FailoverPairState {
     QEMUTimer *fallback_timer;
     /* Tries to form a dissolved pair again once a NIC is plugged */
     QEMUBH *form_bh;
+    /* Repeats the announcement of the NIC the pair last gave its link */
+    AnnounceTimer announce_timer;
     /* FailoverPairActive: the NIC whose link the pair lets up */
     uint32_t active;
     /* Between reset phases enter and exit: NICs are half reset */
@@ -145,11 +152,33 @@ static bool failover_pair_nic_held(FailoverPairNic *nic)
            (ncs[0]->link_down_reasons & NET_LINK_DOWN_HOLD);
 }
 
+/*
+ * The network in front of the backends learned the guest's MAC address
+ * on the port of the NIC that had the link: tell it, as after migration,
+ * that the guest is now behind @nic, so that frames for the guest follow
+ * it at once rather than when the guest happens to send.
+ */
+static void failover_pair_announce(FailoverPairState *s, FailoverPairNic *nic,
+                                   NetClientState *nc)
+{
+    AnnounceParameters params = *migrate_announce_params();
+    strList name = { .value = nc->name };
+
+    if (!s->announce || nc->link_down) {
+        return;
+    }
+    trace_failover_pair_announce(failover_pair_id(s), nic->id);
+    params.has_interfaces = true;
+    params.interfaces = &name;
+    qemu_announce_self(&s->announce_timer, &params);
+}
+
 /* Hold @nic's link down, or let it follow its other reasons again. */
 static void failover_pair_hold(FailoverPairState *s, FailoverPairNic *nic,
                                bool hold)
 {
     NetClientState *ncs[MAX_QUEUE_NUM];
+    NetClientState *nic_nc;
     int queues, i;
 
     if (!nic->dev || failover_pair_nic_held(nic) == hold) {
@@ -157,6 +186,7 @@ static void failover_pair_hold(FailoverPairState *s, FailoverPairNic *nic,
     }
     trace_failover_pair_hold(failover_pair_id(s), nic->id, hold);
     queues = failover_pair_nic_queues(nic->dev, ncs);
+    nic_nc = ncs[0];
     /* From the backend's side, the change reaches the NIC as well */
     if (ncs[0]->peer) {
         for (i = 0; i < queues; i++) {
@@ -164,6 +194,12 @@ static void failover_pair_hold(FailoverPairState *s, FailoverPairNic *nic,
         }
     }
     net_client_set_link(ncs, queues, NET_LINK_DOWN_HOLD, !hold);
+    if (hold) {
+        /* Whichever NIC was announced, it no longer has the link alone */
+        qemu_announce_timer_del(&s->announce_timer, false);
+    } else {
+        failover_pair_announce(s, nic, nic_nc);
+    }
 }
 
 static void failover_pair_apply(FailoverPairState *s)
@@ -342,6 +378,19 @@ static bool failover_pair_is_virtio_net(DeviceState *dev)
                                 NULL);
 }
 
+/* The MTU @nic's guest driver starts with */
+static uint64_t failover_pair_nic_mtu(FailoverPairNic *nic)
+{
+    uint64_t mtu = 0;
+
+    /* Only virtio-net tells the guest one; other NICs' drivers pick 1500 */
+    if (object_property_find(OBJECT(nic->dev), "host_mtu")) {
+        mtu = object_property_get_uint(OBJECT(nic->dev), "host_mtu",
+                                       &error_abort);
+    }
+    return mtu ?: ETH_MTU;
+}
+
 /* Take both NICs, hold both links down, then decide. */
 static bool failover_pair_form(FailoverPairState *s, Error **errp)
 {
@@ -357,6 +406,14 @@ static bool failover_pair_form(FailoverPairState *s, Error **errp)
         error_setg(errp, "primary '%s' (%s) is not a virtio-net NIC",
                    s->primary.id, object_get_typename(OBJECT(s->primary.dev)));
         goto fail;
+    }
+    if (failover_pair_nic_mtu(&s->primary) !=
+        failover_pair_nic_mtu(&s->fallback)) {
+        warn_report("failover-pair '%s': the guest's MTU changes when the "
+                    "link moves between primary '%s' (MTU %" PRIu64 ") and "
+                    "fallback '%s' (MTU %" PRIu64 ")", failover_pair_id(s),
+                    s->primary.id, failover_pair_nic_mtu(&s->primary),
+                    s->fallback.id, failover_pair_nic_mtu(&s->fallback));
     }
     trace_failover_pair_form(failover_pair_id(s), s->primary.id,
                              s->fallback.id);
@@ -481,6 +538,7 @@ static void failover_pair_unrealize(DeviceState *dev)
     QTAILQ_REMOVE(&failover_pairs, s, next);
     qemu_bh_delete(s->form_bh);
     failover_pair_dissolve(s);
+    qemu_announce_timer_del(&s->announce_timer, false);
     timer_free(s->fallback_timer);
 }
 
@@ -652,6 +710,7 @@ static const Property failover_pair_properties[] = {
     DEFINE_PROP_STRING("fallback", FailoverPairState, fallback.id),
     DEFINE_PROP_UINT32("fallback-delay-ms", FailoverPairState,
                        fallback_delay_ms, 500),
+    DEFINE_PROP_BOOL("announce", FailoverPairState, announce, true),
 };
 
 static void failover_pair_instance_init(Object *obj)

@@ -82,17 +82,20 @@ typedef struct Config {
     bool no_fallback;
     /* Without the failover-pair */
     bool no_pair;
-    /* The fallback's -netdev; default: user networking */
+    /* The NICs' -netdev; default: user networking */
+    const char *primary_netdev;
     const char *fallback_netdev;
+    /* More properties of the failover-pair, after a comma */
+    const char *pair_props;
     const char *extra;
 } Config;
 
 static char *cmdline(const Config *c)
 {
-    GString *s = g_string_new("-machine pc -nodefaults "
-                              "-netdev user,id=hs0 ");
+    GString *s = g_string_new("-machine pc -nodefaults ");
 
-    g_string_append_printf(s, "-netdev %s ",
+    g_string_append_printf(s, "-netdev %s -netdev %s ",
+                           c->primary_netdev ?: "user,id=hs0",
                            c->fallback_netdev ?: "user,id=hs1");
     if (!c->no_primary) {
         g_string_append_printf(s, "-device virtio-net-pci,id=nic0,"
@@ -107,7 +110,9 @@ static char *cmdline(const Config *c)
     if (!c->no_pair) {
         g_string_append_printf(s, "-device failover-pair,id=pair0,"
                                "primary=nic0,fallback=nic1,"
-                               "fallback-delay-ms=%d ", DELAY_MS);
+                               "fallback-delay-ms=%d%s%s ", DELAY_MS,
+                               c->pair_props ? "," : "",
+                               c->pair_props ?: "");
     }
     g_string_append(s, c->extra ?: "");
     return g_string_free(s, false);
@@ -1361,8 +1366,8 @@ static void rtl8139_send(Guest *g, const char *payload)
     g->tx_desc = (g->tx_desc + 1) % 4;
 }
 
-/* Whether a frame carrying @payload comes out of @fd within a while */
-static bool frame_arrives(int fd, const char *payload)
+/* Whether a frame holding @data comes out of @fd within a while */
+static bool bytes_arrive(int fd, const void *data, size_t size)
 {
     g_autofree uint8_t *buf = g_malloc(4096);
     size_t len = 0;
@@ -1373,13 +1378,23 @@ static bool frame_arrives(int fd, const char *payload)
 
         if (n > 0) {
             len += n;
-            if (memmem(buf, len, payload, strlen(payload))) {
+            if (memmem(buf, len, data, size)) {
                 return true;
             }
+        }
+        if (len == 4096) {
+            /* Keep what a frame cut in two may still need */
+            memmove(buf, buf + len - size, size);
+            len = size;
         }
         g_usleep(10 * 1000);
     }
     return false;
+}
+
+static bool frame_arrives(int fd, const char *payload)
+{
+    return bytes_arrive(fd, payload, strlen(payload));
 }
 
 /*
@@ -1465,6 +1480,113 @@ static void test_hub_backend(void)
     guest_start_config(&g, &c);
     run_steps(&g, steps);
     guest_stop(&g);
+}
+
+/*
+ * The self-announcement of @nic's MAC address: a broadcast RARP request
+ * for itself, as a switch sees it after migration.
+ */
+static void announce_frame(Guest *g, const char *nic, uint8_t *frame)
+{
+    g_autofree char *path = g_strdup_printf("/machine/peripheral/%s", nic);
+    QDict *rsp = qtest_qmp(g->qts, "{ 'execute': 'qom-get', 'arguments': "
+                           "{ 'path': %s, 'property': 'mac' } }", path);
+    static const uint8_t rarp[] = {
+        0x80, 0x35,         /* ethertype RARP */
+        0x00, 0x01,         /* hardware: Ethernet */
+        0x08, 0x00,         /* protocol: IPv4 */
+        6, 4,               /* address lengths */
+        0x00, 0x03,         /* reverse request */
+    };
+    uint8_t mac[6];
+
+    g_assert_cmpint(sscanf(qdict_get_str(rsp, "return"),
+                           "%hhx:%hhx:%hhx:%hhx:%hhx:%hhx", &mac[0], &mac[1],
+                           &mac[2], &mac[3], &mac[4], &mac[5]), ==, 6);
+    qobject_unref(rsp);
+    memset(frame, 0, 60);
+    memset(frame, 0xff, 6);
+    memcpy(frame + 6, mac, 6);
+    memcpy(frame + 12, rarp, sizeof(rarp));
+    memcpy(frame + 22, mac, 6);
+    memcpy(frame + 32, mac, 6);
+}
+
+/*
+ * When the pair gives a NIC the link, it announces that NIC's MAC on the
+ * NIC's backend, so that a switch in front of both backends forwards to
+ * the new port at once; with announce=off it sends nothing.
+ */
+static void test_announce(gconstpointer opaque)
+{
+    bool announce = GPOINTER_TO_INT(opaque);
+    int primary_sv[2], fallback_sv[2];
+    g_autofree char *primary_netdev = NULL;
+    g_autofree char *fallback_netdev = NULL;
+    uint8_t primary_frame[60], fallback_frame[60];
+    g_autofree char *active = NULL;
+    Config c = { .pair_props = announce ? NULL : "announce=off" };
+    Guest g;
+
+    g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM, 0, primary_sv), ==, 0);
+    g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM, 0, fallback_sv), ==, 0);
+    primary_netdev = g_strdup_printf("socket,id=hs0,fd=%d", primary_sv[1]);
+    fallback_netdev = g_strdup_printf("socket,id=hs1,fd=%d", fallback_sv[1]);
+    c.primary_netdev = primary_netdev;
+    c.fallback_netdev = fallback_netdev;
+    guest_start_config(&g, &c);
+    close(primary_sv[1]);
+    close(fallback_sv[1]);
+    announce_frame(&g, "nic0", primary_frame);
+    announce_frame(&g, "nic1", fallback_frame);
+
+    fallback_driver(&g, true);
+    qtest_clock_step(g.qts, DELAY_NS);
+    active = pair_active(g.qts);
+    g_assert_cmpstr(active, ==, "fallback");
+    g_assert_cmpint(bytes_arrive(fallback_sv[0], fallback_frame, 60), ==,
+                    announce);
+    g_assert_false(bytes_arrive(primary_sv[0], primary_frame, 60));
+
+    primary_driver(&g, true);
+    g_free(active);
+    active = pair_active(g.qts);
+    g_assert_cmpstr(active, ==, "primary");
+    g_assert_cmpint(bytes_arrive(primary_sv[0], primary_frame, 60), ==,
+                    announce);
+
+    close(primary_sv[0]);
+    close(fallback_sv[0]);
+    guest_stop(&g);
+}
+
+/*
+ * A guest keeps the MTU of the driver it started with: the pair warns
+ * when the link would move between two different ones, and only then.
+ */
+static void test_mtu(gconstpointer opaque)
+{
+    bool differ = GPOINTER_TO_INT(opaque);
+    static const char warning[] = "*warning: failover-pair 'pair0': the "
+        "guest's MTU changes when the link moves between primary 'nic0' "
+        "(MTU 9000) and fallback 'nic1' (MTU 1500)*";
+    Config c = { .extra = differ ? "-global virtio-net-pci.host_mtu=9000" :
+                                   "-global virtio-net-pci.host_mtu=1500" };
+    Guest g;
+
+    /* In a child, whose stderr QEMU shares */
+    if (g_test_subprocess()) {
+        guest_start_config(&g, &c);
+        guest_stop(&g);
+        return;
+    }
+    g_test_trap_subprocess(NULL, 0, 0);
+    g_test_trap_assert_passed();
+    if (differ) {
+        g_test_trap_assert_stderr(warning);
+    } else {
+        g_test_trap_assert_stderr_unmatched("*MTU*");
+    }
 }
 
 /* A bad -device line, and the text its error must contain */
@@ -1581,6 +1703,14 @@ int main(int argc, char **argv)
                    test_migrate_driver_reset);
     qtest_add_func("/failover-pair/backend/stream", test_stream_backend);
     qtest_add_func("/failover-pair/backend/hub", test_hub_backend);
+    qtest_add_data_func("/failover-pair/announce/on", GINT_TO_POINTER(true),
+                        test_announce);
+    qtest_add_data_func("/failover-pair/announce/off", GINT_TO_POINTER(false),
+                        test_announce);
+    qtest_add_data_func("/failover-pair/mtu/differ", GINT_TO_POINTER(true),
+                        test_mtu);
+    qtest_add_data_func("/failover-pair/mtu/same", GINT_TO_POINTER(false),
+                        test_mtu);
     for (i = 0; i < ARRAY_SIZE(state_cases); i++) {
         StateCase *c = &state_cases[i];
         g_autofree char *path = NULL;
