@@ -133,10 +133,13 @@ guest: deps
 	@sh build-glue/guest/build.sh $(GUEST)
 
 ## e2e       boot Linux guests with a failover pair: 7 scenarios, in QEMU
-##           and with scripts/failover-policy.py over QMP
+##           and with scripts/failover-policy.py over QMP, then on a tap
+##           bridge in a network namespace (root) with 2 more
 e2e: build guest
 	@$(PYTHON) build-glue/e2e.py --qemu $(BUILD)/qemu-system-x86_64 \
 		--guest $(GUEST)/guest --mode real,tool
+	@$(PYTHON) build-glue/e2e.py --qemu $(BUILD)/qemu-system-x86_64 \
+		--guest $(GUEST)/guest --mode real --net tap
 
 ## build-san build build/san: the emulator, qtests and fuzz targets with
 ##           ASan, UBSan and libFuzzer (clang)

@@ -133,6 +133,10 @@ run_py failover-policy "$here/test-failover-policy.py" \
 # policy applied over QMP by scripts/failover-policy.py
 run_py e2e "$here/e2e.py" --qemu "$obj/qemu-system-x86_64" \
     --guest "$guest/guest" --mode real,tool
+# The same on a tap bridge in a network namespace of its own (root), and
+# a guest that sends nothing by itself across a switch
+run_py e2e-tap "$here/e2e.py" --qemu "$obj/qemu-system-x86_64" \
+    --guest "$guest/guest" --mode real --net tap
 
 echo
 if [ -n "$suites_failed" ]; then

@@ -11,13 +11,16 @@ here=$(dirname "$0")
 # build/san (make check, make fuzz); valgrind is for make bench.
 # device-tree-compiler: pc-bios/dtb builds its .dtb files with dtc, and
 # installs the prebuilt ones without it, which Debian's tarball strips.
+# dnsmasq-base (the program without the system service) and iputils-ping
+# are the DHCP server and the host's ping of the e2e tests on a tap bridge.
 packages="
 meson:bookworm-backports
 python3-pycotap:bookworm-backports
 ninja-build libglib2.0-dev libpixman-1-dev libslirp-dev libfdt-dev
 python3-venv flex bison gcc-multilib bzip2 seabios ipxe-qemu ccache
 python3-sphinx python3-sphinx-rtd-theme kmod device-tree-compiler
-clang libclang-rt-14-dev llvm valgrind
+clang libclang-rt-14-dev llvm valgrind dnsmasq-base
+iputils-ping
 "
 
 missing=

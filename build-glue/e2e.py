@@ -12,12 +12,22 @@ slirp backend through a hub, and checks three views of each scenario:
   query-driver-status and qom-get pair0 active;
 - traffic: DHCP and ping go through the NIC that has the link.
 
+With --net tap, each scenario runs in a network namespace of its own
+instead (root only): a Linux bridge with the host's address 10.0.3.1, a
+DHCP server (dnsmasq) that has one address to give, and each NIC on its
+own tap in the bridge.  Both NICs have the same MAC address, so the guest
+keeps its lease across a switch; two scenarios with a guest that sends
+nothing by itself check that the bridge follows the switch when the pair
+announces it, and does not when it does not.  The namespace, and all in
+it, is removed after each scenario, also when it fails.
+
 Without the series (no failover-pair device in the emulator) the harness
 simulates the pair itself with set_link, driven by the guest's lines, so
 that guest and harness can be tested on upstream QEMU; the QMP-side checks
 of the series are then skipped and the result line says "(simulated)".
 
-    /usr/bin/python3 build-glue/e2e.py --qemu PATH --guest DIR [--scenario NAME]...
+    /usr/bin/python3 build-glue/e2e.py --qemu PATH --guest DIR [--net tap]
+                                       [--scenario NAME]...
 """
 
 import argparse
@@ -54,6 +64,114 @@ TOOL_START_TIMEOUT = 30.0  # tool start to its first decision (active=none)
 
 class Fail(Exception):
     """A scenario's expectation was not met."""
+
+
+async def command(*argv, check=True):
+    """Run ARGV; its stdout.  Fail with its stderr when it fails."""
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE)
+    out, err = await proc.communicate()
+    if check and proc.returncode != 0:
+        raise Fail(f'{" ".join(argv)}: exit {proc.returncode}: '
+                   f'{err.decode(errors="replace").strip()}')
+    return out.decode(errors='replace') if proc.returncode == 0 else None
+
+
+class TapNet:
+    """A network namespace with a bridge, a DHCP server and a tap per NIC.
+
+    The host's side is the bridge's address (the guest's router); the
+    taps exist before QEMU, which runs in the namespace and opens them by
+    name.  Nothing leaves the namespace, and removing it removes all."""
+
+    PREFIX = 'fo-e2e-'
+    HOST = '10.0.3.1'
+    GUEST = '10.0.3.15'
+    TAPS = ('tapv', 'tapl')     # virtio-net's, the legacy NIC's
+    count = 0
+
+    def __init__(self, workdir):
+        TapNet.count += 1
+        self.ns = f'{self.PREFIX}{os.getpid()}-{TapNet.count}'
+        self.workdir = workdir
+        self.dhcp = None
+
+    @classmethod
+    async def remove_stale(cls):
+        """Namespaces left by a run that was killed (its pid is gone)."""
+        out = await command('ip', 'netns', 'list')
+        for line in out.splitlines():
+            name = line.split()[0] if line.split() else ''
+            if not name.startswith(cls.PREFIX):
+                continue
+            pid = name[len(cls.PREFIX):].split('-')[0]
+            if pid.isdigit() and not os.path.exists(f'/proc/{pid}'):
+                await cls._remove(name)
+
+    @staticmethod
+    async def _remove(ns):
+        pids = await command('ip', 'netns', 'pids', ns, check=False) or ''
+        for pid in pids.split():
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        await command('ip', 'netns', 'del', ns, check=False)
+
+    def wrap(self, argv):
+        return ['ip', 'netns', 'exec', self.ns] + list(argv)
+
+    async def setup(self):
+        ip = ('ip', '-n', self.ns)
+        await command('ip', 'netns', 'add', self.ns)
+        await command(*ip, 'link', 'set', 'lo', 'up')
+        await command(*ip, 'link', 'add', 'br0', 'type', 'bridge',
+                      'forward_delay', '0')
+        await command(*ip, 'addr', 'add', f'{self.HOST}/24', 'dev', 'br0')
+        await command(*ip, 'link', 'set', 'br0', 'up')
+        for tap in self.TAPS:
+            await command(*ip, 'tuntap', 'add', 'dev', tap, 'mode', 'tap')
+            await command(*ip, 'link', 'set', tap, 'master', 'br0', 'up')
+        # One address to give: a second identity would get no lease
+        self.dhcp = await asyncio.create_subprocess_exec(
+            *self.wrap(['dnsmasq', '--keep-in-foreground', '--conf-file=/dev/null',
+                        '--port=0', '--interface=br0', '--bind-interfaces',
+                        '--user=root', '--pid-file=',
+                        f'--dhcp-range={self.GUEST},{self.GUEST},255.255.255.0,1h',
+                        f'--dhcp-option=option:router,{self.HOST}',
+                        '--dhcp-leasefile=' +
+                        os.path.join(self.workdir, f'{self.ns}.leases')]),
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE)
+
+    async def cleanup(self):
+        if self.dhcp and self.dhcp.returncode is None:
+            self.dhcp.kill()
+            await self.dhcp.wait()
+        await self._remove(self.ns)
+
+    def netdevs(self):
+        return [f'tap,id={n},ifname={tap},script=no,downscript=no'
+                for n, tap in zip(('net0', 'net1'), self.TAPS)]
+
+    async def fdb_port(self, mac):
+        """The bridge port that the bridge forwards MAC to, or None."""
+        out = await command('bridge', '-n', self.ns, 'fdb', 'show', 'br', 'br0')
+        for line in out.splitlines():
+            w = line.split()
+            if w[:1] == [mac.lower()] and 'dev' in w and 'permanent' not in w:
+                return w[w.index('dev') + 1]
+        return None
+
+    async def ping(self, timeout):
+        """Whether the guest answers the host's ping within TIMEOUT s."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if await command(*self.wrap(['ping', '-c', '1', '-W', '0.2',
+                                         self.GUEST]), check=False) is not None:
+                return True
+        return False
 
 
 def find_guest(path):
@@ -96,7 +214,8 @@ class Run:
 
     def __init__(self, qemu, guest, name, append, legacy='rtl8139',
                  simulate=False, workdir=None, delay_ms=500, verbose=False,
-                 kernel='auto', firmware=(), machine='pc', tool=None, tag=None):
+                 kernel='auto', firmware=(), machine='pc', tool=None, tag=None,
+                 net=None, pair_props=''):
         self.qemu = qemu
         self.machine = machine
         self.firmware = list(firmware)
@@ -109,6 +228,8 @@ class Run:
         self.name = name
         self.append = append
         self.legacy = legacy
+        self.net = net             # a TapNet, or None for user networking
+        self.pair_props = pair_props
         self.simulate = simulate
         # tool mode: scripts/failover-policy.py (path in TOOL) keeps the pair
         # over a second QMP socket; no failover-pair device in QEMU.
@@ -168,21 +289,26 @@ class Run:
                 '-kernel', self.kernel,
                 '-initrd', os.path.join(self.guest, 'initramfs.gz'),
                 '-append', 'console=ttyS0 quiet loglevel=1 ' + self.append,
-                '-netdev', 'user,id=user0',
-                '-netdev', 'hubport,id=hp0,hubid=0,netdev=user0',
-                '-netdev', 'hubport,id=hp1,hubid=0',
-                '-netdev', 'hubport,id=hp2,hubid=0',
-                '-device', f'virtio-net-pci,id=vnet0,netdev=hp1,mac={MAC},romfile=',
-                '-device', f'{legacy_dev},id=legacy0,netdev=hp2,mac={MAC},romfile=',
+                '-device', f'virtio-net-pci,id=vnet0,netdev=net0,mac={MAC},romfile=',
+                '-device', f'{legacy_dev},id=legacy0,netdev=net1,mac={MAC},romfile=',
                 '-no-shutdown', '-S']
+        if self.net:
+            for netdev in self.net.netdevs():
+                argv += ['-netdev', netdev]
+        else:
+            argv += ['-netdev', 'user,id=user0',
+                     '-netdev', 'hubport,id=hp0,hubid=0,netdev=user0',
+                     '-netdev', 'hubport,id=net0,hubid=0',
+                     '-netdev', 'hubport,id=net1,hubid=0']
         for d in self.firmware:
             argv += ['-L', d]
         if self.tool:
             argv += ['-qmp', f'unix:{self.tool_sock},server=on,wait=off']
         elif not self.simulate:
             argv += ['-device', 'failover-pair,id=pair0,primary=vnet0,'
-                     f'fallback=legacy0,fallback-delay-ms={self.delay_ms}']
-        return argv
+                     f'fallback=legacy0,fallback-delay-ms={self.delay_ms}'
+                     + (',' + self.pair_props if self.pair_props else '')]
+        return self.net.wrap(argv) if self.net else argv
 
     def tool_argv(self):
         return [sys.executable, self.tool, '--qmp', self.tool_sock,
@@ -549,9 +675,11 @@ async def traffic(run, driver, timeout, since=-1.0):
                                  f'carrier on the {driver} interface', since)
     iface = rec['iface']
     _, d = await run.wait_line(dhcp_any(iface), 30, f'DHCP on {iface} ({driver})', since)
-    expect(d.get('ip') == '10.0.2.15', f'DHCP on {iface} ({driver}): {d}')
+    # The same address on either NIC: one identity across a switch
+    ip = run.net.GUEST if run.net else '10.0.2.15'
+    expect(d.get('ip') == ip, f'DHCP on {iface} ({driver}): {d}, expected {ip}')
     _, p = await run.wait_line(ping_any(iface), 30, f'ping on {iface} ({driver})', since)
-    expect('ok' in p, f'ping 10.0.2.2 on {iface} ({driver}) failed')
+    expect('ok' in p, f'ping of the router on {iface} ({driver}) failed')
     return iface
 
 
@@ -766,6 +894,43 @@ async def sc_no_driver(run):
            f'FAILOVER_PAIR_CHANGED: {run.pair_events()}, expected none')
 
 
+def sc_silent_switch(announce):
+    """A guest that sends nothing by itself, on the tap bridge: the host
+    pings it over the legacy NIC, then virtio_net loads.  The bridge
+    learned the guest's MAC on the legacy NIC's tap from its replies;
+    with the announcement it moves to virtio-net's tap at the switch and
+    the host reaches the guest again, without it stays where it was."""
+    async def sc(run):
+        legacy_tap, virtio_tap = TapNet.TAPS[1], TapNet.TAPS[0]
+        await run.wait_line(line_is('static', ip=TapNet.GUEST), BOOT_TIMEOUT,
+                            'the static address on the legacy interface')
+        expect(await run.net.ping(10), 'the host got no answer over the legacy NIC')
+        port = await run.net.fdb_port(MAC)
+        expect(port == legacy_tap, f'the bridge forwards the guest to {port}, '
+               f'expected {legacy_tap}')
+        t_sw, _ = await run.wait_for(
+            lambda r: next(((t, a) for t, a in r.pair_events() if a == 'primary'),
+                           None), 60, 'the switch to virtio-net')
+        await run.wait_line(line_is('static', ip=TapNet.GUEST), 10,
+                            'the static address on the virtio-net interface',
+                            since=t_sw - 0.5)
+        if announce:
+            port = await run.net.fdb_port(MAC)
+            expect(port == virtio_tap, f'after the switch the bridge forwards '
+                   f'the guest to {port}, expected {virtio_tap}')
+            expect(await run.net.ping(2), 'the host got no answer over virtio-net '
+                   'within 2 s of the switch')
+        else:
+            await asyncio.sleep(2)
+            port = await run.net.fdb_port(MAC)
+            expect(port == legacy_tap, f'without an announcement the bridge moved '
+                   f'the guest to {port}: the guest sent something by itself, '
+                   'so this run shows nothing')
+            expect(not await run.net.ping(1), 'the host reached a guest that the '
+                   'bridge forwards to a NIC whose link is down')
+    return sc
+
+
 SCENARIOS = [
     ('virtio-boot', 'rtl8139', 'e2e.load=virtio_net,8139cp e2e.off=60', sc_virtio_boot),
     ('legacy-rtl8139', 'rtl8139', 'e2e.load=8139cp e2e.off=60', sc_legacy('8139cp')),
@@ -779,23 +944,37 @@ SCENARIOS = [
     ('no-driver', 'rtl8139', 'e2e.load= e2e.off=60', sc_no_driver),
 ]
 
+# On the tap bridge only, in the real mode only: (name, legacy device,
+# kernel command line, coroutine(run), failover-pair properties)
+SILENT = f'ipv6.disable=1 e2e.static={TapNet.GUEST}/24 e2e.load=8139cp ' \
+    'e2e.later=virtio_net@10 e2e.off=60'
+TAP_SCENARIOS = [
+    ('silent-announce', 'rtl8139', SILENT, sc_silent_switch(True), ''),
+    ('silent-no-announce', 'rtl8139', SILENT, sc_silent_switch(False),
+     'announce=off'),
+]
+
 
 async def run_scenario(args, sc, mode, sem, logdir, label=False):
     """One scenario in MODE (real, sim or tool); LABEL: name the mode in
     the result line and the log's file name (several modes in one run)."""
-    name, legacy, append, fn = sc
+    name, legacy, append, fn, *props = sc
     simulate = mode == 'sim'
     tag = f'{name}.{mode}' if label else name
     shown = f'{name} [{mode}]' if label or mode == 'tool' else name
     async with sem:
         start = time.monotonic()
+        net = TapNet(logdir) if args.net == 'tap' else None
         run = Run(args.qemu, args.guest, name, append, legacy=legacy,
                   simulate=simulate, workdir=logdir, verbose=args.verbose,
                   kernel=args.kernel, firmware=args.firmware or (),
                   machine=args.machine,
-                  tool=args.policy_tool if mode == 'tool' else None, tag=tag)
+                  tool=args.policy_tool if mode == 'tool' else None, tag=tag,
+                  net=net, pair_props=props[0] if props else '')
         err = None
         try:
+            if net:
+                await net.setup()
             await run.start()
             await asyncio.wait_for(fn(run), args.timeout)
             check_event_shapes(run)
@@ -820,6 +999,8 @@ async def run_scenario(args, sc, mode, sem, logdir, label=False):
             err = f'harness error {type(e).__name__}: {e}'
         finally:
             await run.stop()
+            if net:
+                await net.cleanup()
         dt = time.monotonic() - start
         log = os.path.join(logdir, f'{tag}.log')
         run.dump(log)
@@ -850,6 +1031,10 @@ def resolve_modes(args):
 
 
 async def amain(args):
+    # SIGTERM (a timeout in CI): unwind, so that every scenario stops its
+    # QEMU and removes its network namespace
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM,
+                                                  asyncio.current_task().cancel)
     modes = resolve_modes(args)
     if 'sim' in modes:
         print('e2e: simulating the pair with set_link in sim mode; QMP checks '
@@ -857,11 +1042,16 @@ async def amain(args):
     if 'tool' in modes:
         print(f'e2e: tool mode: no failover-pair device, {args.policy_tool} '
               'keeps the pair over QMP', flush=True)
-    chosen = [s for s in SCENARIOS if not args.scenario or s[0] in args.scenario]
-    unknown = set(args.scenario or ()) - {s[0] for s in SCENARIOS}
+    known = SCENARIOS + (TAP_SCENARIOS if args.net == 'tap' else [])
+    chosen = [s for s in known if not args.scenario or s[0] in args.scenario]
+    unknown = set(args.scenario or ()) - {s[0] for s in known}
     if unknown:
         raise SystemExit(f'e2e: unknown scenario(s) {sorted(unknown)}; '
-                         f'known: {[s[0] for s in SCENARIOS]}')
+                         f'known: {[s[0] for s in known]}')
+    if args.net == 'tap':
+        if os.geteuid() != 0:
+            raise SystemExit('e2e: --net tap needs root (network namespaces)')
+        await TapNet.remove_stale()
     logdir = args.logdir or tempfile.mkdtemp(prefix='e2e-logs-')
     os.makedirs(logdir, exist_ok=True)
     sem = asyncio.Semaphore(args.jobs)
@@ -870,7 +1060,8 @@ async def amain(args):
     # Scenario by scenario, each in every mode: the slow ones of each mode
     # do not all queue at the end.
     results = await asyncio.gather(*(run_scenario(args, s, m, sem, logdir, label)
-                                     for s in chosen for m in modes))
+                                     for s in chosen for m in modes
+                                     if s in SCENARIOS or m == 'real'))
     passed = sum(results)
     failed = len(results) - passed
     keep = args.logdir or failed or args.keep_logs
@@ -914,6 +1105,11 @@ def main():
     ap.add_argument('--timeout', type=float, default=150.0,
                     help='per scenario, seconds')
     ap.add_argument('--machine', choices=('pc', 'q35'), default='pc')
+    ap.add_argument('--net', choices=('user', 'tap'), default='user',
+                    help='user: both NICs on one slirp backend through a hub; '
+                    'tap: each on its own tap in a bridge, in a network '
+                    'namespace with a DHCP server (root only); adds the '
+                    'scenarios of a guest that sends nothing by itself')
     ap.add_argument('--kernel', choices=('auto', 'vmlinux', 'vmlinuz'),
                     default='auto', help='vmlinux (PVH, faster) when the '
                     'guest has it, else vmlinuz')
@@ -926,7 +1122,7 @@ def main():
     ap.add_argument('-v', '--verbose', action='store_true')
     args = ap.parse_args()
     if args.list:
-        for s in SCENARIOS:
+        for s in SCENARIOS + (TAP_SCENARIOS if args.net == 'tap' else []):
             print(s[0])
         return 0
     args.qemu = os.path.abspath(args.qemu)
@@ -934,7 +1130,11 @@ def main():
         raise SystemExit(f'e2e: no emulator at {args.qemu}')
     args.guest = find_guest(args.guest)
     args.policy_tool = os.path.abspath(args.policy_tool)
-    return asyncio.run(amain(args))
+    try:
+        return asyncio.run(amain(args))
+    except asyncio.CancelledError:
+        print('e2e: stopped by SIGTERM; cleaned up', flush=True)
+        return 128 + signal.SIGTERM
 
 
 if __name__ == '__main__':
