@@ -211,18 +211,29 @@ nocast: $(if $(BENCH_NOBUILD),,build) pristine
 ## bench     measure what the series costs and buys, pristine vs patched:
 ##           data path (callgrind, with and without QOM cast debugging),
 ##           decision latency, events and the policy tool, time to network;
-##           BENCH=datapath,latency,events,boot BENCH_REPEAT=3
+##           then the traffic lost across a switch on a tap bridge (root)
+##           BENCH=datapath,latency,events,boot,outage BENCH_REPEAT=3
 ##           BENCH_BOOT_REPEAT=5
 ##           BENCH_NOBUILD=1: use build/qemu as it is, without make build
+comma := ,
+bench_list := $(subst $(comma), ,$(BENCH))
+# bench.py's sections, and whether outage.py runs: all of them by default
+bench_py := $(if $(bench_list),$(filter-out outage,$(bench_list)),all)
+bench_outage := $(if $(bench_list),$(filter outage,$(bench_list)),all)
 bench: $(if $(BENCH_NOBUILD),,build) guest pristine nocast
-	@$(PYTHON) build-glue/bench.py --patched $(BUILD)/qemu-system-x86_64 \
+	$(if $(bench_py),@$(PYTHON) build-glue/bench.py \
+		--patched $(BUILD)/qemu-system-x86_64 \
 		--pristine $(PRISTINE)/qemu-system-x86_64 \
 		--patched-nocast $(BUILD)/qemu-nocast/qemu-system-x86_64 \
 		--pristine-nocast $(PRISTINE)/qemu-nocast/qemu-system-x86_64 \
 		--guest $(GUEST)/guest \
 		--policy-tool $(SRC)/scripts/failover-policy.py \
-		--sections "$(BENCH)" --repeat "$(BENCH_REPEAT)" \
-		--boot-repeat "$(BENCH_BOOT_REPEAT)" --csv $(BUILD)/bench/bench.csv
+		--sections "$(subst $(eval) ,$(comma),$(filter-out all,$(bench_py)))" \
+		--repeat "$(BENCH_REPEAT)" --boot-repeat "$(BENCH_BOOT_REPEAT)" \
+		--csv $(BUILD)/bench/bench.csv)
+	$(if $(bench_outage),@$(PYTHON) build-glue/outage.py \
+		--qemu $(BUILD)/qemu-system-x86_64 --guest $(GUEST)/guest \
+		--csv $(BUILD)/bench/outage.csv)
 
 ## clean     remove build/ (the download cache stays)
 clean:

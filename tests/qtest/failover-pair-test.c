@@ -1074,6 +1074,7 @@ static void migrate(Guest *src, Guest *dst, const Config *to)
     Config c = *to;
     g_autofree char *extra = g_strdup_printf("-incoming defer %s",
                                              to->extra ?: "");
+    g_autofree char *status = NULL;
     QDict *rsp;
 
     c.extra = extra;
@@ -1083,10 +1084,19 @@ static void migrate(Guest *src, Guest *dst, const Config *to)
     qtest_qmp_assert_success(src->qts, "{ 'execute': 'migrate',"
                              "  'arguments': { 'uri': %s } }", uri);
     qtest_qmp_eventwait(dst->qts, "RESUME");
-    rsp = qtest_qmp_assert_success_ref(src->qts,
-                                       "{ 'execute': 'query-migrate' }");
-    g_assert_cmpstr(qdict_get_str(rsp, "status"), ==, "completed");
-    qobject_unref(rsp);
+    /* The destination may run before the source has seen the end */
+    for (;;) {
+        rsp = qtest_qmp_assert_success_ref(src->qts,
+                                           "{ 'execute': 'query-migrate' }");
+        status = g_strdup(qdict_get_str(rsp, "status"));
+        qobject_unref(rsp);
+        if (!strcmp(status, "completed") || !strcmp(status, "failed")) {
+            break;
+        }
+        g_free(status);
+        g_usleep(1000);
+    }
+    g_assert_cmpstr(status, ==, "completed");
     if (dst->primary) {
         dst->primary_bar = migrated_bar(dst->primary);
     }
