@@ -182,7 +182,7 @@ import:
 ## demo      boot a guest with a failover pair and tell what happens
 demo: build guest
 	@$(PYTHON) build-glue/demo.py --qemu $(BUILD)/qemu-system-x86_64 \
-		--guest $(GUEST)/guest
+		--guest $(GUEST)/guest $(if $(DEMO_NET),--net $(DEMO_NET))
 
 ## pristine  build/pristine/qemu-system-x86_64: QEMU at `base`, without the
 ##           series (git archive of build/src, same flags; for make bench)

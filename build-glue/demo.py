@@ -9,13 +9,20 @@ since QEMU started, what the guest sees on its console, then a table of
 query-driver-status and the pair's active NIC.  Exits 0 when the story
 went as expected, 1 with the differences otherwise.
 
-    /usr/bin/python3 build-glue/demo.py [--qemu PATH] [--guest DIR]
+With --net tap (root), each NIC is on its own tap in a Linux bridge, in
+a network namespace of its own with a DHCP server (e2e.py's TapNet), and
+the story also tells what the host sees: which tap the bridge forwards
+the guest's MAC address to, and whether the guest answers the host's
+pings (one every 50 ms).
+
+    /usr/bin/python3 build-glue/demo.py [--qemu PATH] [--guest DIR] [--net tap]
 """
 
 import argparse
 import asyncio
 import os
 import sys
+import tempfile
 import time
 
 sys.dont_write_bytecode = True   # no __pycache__ in build-glue/
@@ -42,6 +49,8 @@ def describe(t, kind, data):
         if ev in ('RESET', 'SHUTDOWN', 'STOP'):
             return f'QMP    {ev}'
         return None
+    if kind == 'host':
+        return f'host   {data}'
     if kind == 'guest':
         w = data['what']
         if w == 'boot':
@@ -56,10 +65,28 @@ def describe(t, kind, data):
         if w == 'dhcp':
             return f'guest  DHCP on {data.get("iface")}: {data.get("ip", "failed")}'
         if w == 'ping':
-            return (f'guest  ping 10.0.2.2 via {data.get("iface")}: '
+            return (f'guest  ping of the router via {data.get("iface")}: '
                     f'{"ok" if "ok" in data else "FAILED"}')
         return f'guest  {w}'
     return None
+
+
+async def host_view(run, net):
+    """What the host sees, as records of RUN: the bridge port of the
+    guest's MAC address and whether the guest answers pings."""
+    taps = {net.TAPS[0]: 'virtio-net', net.TAPS[1]: 'rtl8139'}
+    port = answers = None
+    while True:
+        now_port = await net.fdb_port(e2e.MAC)
+        if now_port != port:
+            port = now_port
+            where = f'{port} ({taps.get(port, "?")}\'s tap)' if port else 'nowhere'
+            await run.record('host', f'bridge forwards the guest to {where}')
+        now_answers = await net.ping(0.05)
+        if now_answers != answers:
+            answers = now_answers
+            await run.record('host', 'the guest answers the host\'s pings'
+                             if answers else 'no answer from the guest')
 
 
 async def story(args):
@@ -71,10 +98,12 @@ async def story(args):
               'query-driver-status')
     print('demo: guest loads 8139cp at once, and virtio_net 3 s after its '
           'first ping went through\n')
+    net = e2e.TapNet(args.logdir) if args.net == 'tap' else None
     run = e2e.Run(args.qemu, args.guest, 'demo',
                   f'e2e.load=8139cp e2e.later=virtio_net@{LATER} e2e.off=60',
                   legacy='rtl8139', simulate=simulate,
-                  kernel=args.kernel, firmware=args.firmware or ())
+                  kernel=args.kernel, firmware=args.firmware or (), net=net)
+    watch = None
 
     def show(t, kind, data):
         line = describe(t, kind, data)
@@ -89,7 +118,12 @@ async def story(args):
           '(rtl8139) in failover-pair pair0, links down, guest booting')
     problems = []
     try:
+        if net:
+            await e2e.TapNet.remove_stale()
+            await net.setup()
         await run.start()
+        if net:
+            watch = asyncio.ensure_future(host_view(run, net))
         leg = await e2e.traffic(run, '8139cp', e2e.BOOT_TIMEOUT)
         t_load, _ = await run.wait_line(e2e.line_is('load', mod='virtio_net'),
                                         30, 'the delayed load of virtio_net')
@@ -111,7 +145,11 @@ async def story(args):
         except Exception:  # pylint: disable=broad-except
             pass
     finally:
+        if watch:
+            watch.cancel()
         await run.stop()
+        if net:
+            await net.cleanup()
 
     print('\nfinal state (QMP):')
     if statuses is not None:
@@ -124,7 +162,7 @@ async def story(args):
     print(f'  pair0 active: {active}'
           + (' (simulated)' if simulate else ''))
     if vif:
-        print(f'  the guest reaches 10.0.2.2 through {vif} (virtio_net)')
+        print(f'  the guest reaches its router through {vif} (virtio_net)')
     ready_l = [t for t, s in run.status_events('legacy0') if s == 'ready']
     ready_v = [t for t, s in run.status_events('vnet0') if s == 'ready']
     fb = [t for t, a in run.pair_events() if a == 'fallback']
@@ -183,11 +221,17 @@ def main():
     ap.add_argument('-L', '--firmware', action='append',
                     help="QEMU's -L, for an emulator that does not find its firmware")
     ap.add_argument('--log', help='write the full log here when it fails')
+    ap.add_argument('--net', choices=('user', 'tap'), default='user',
+                    help='tap: each NIC on a tap in a bridge, in a network '
+                    'namespace of its own (root), with what the host sees')
     args = ap.parse_args()
     args.qemu = os.path.abspath(args.qemu)
     if not os.access(args.qemu, os.X_OK):
         raise SystemExit(f'demo: no emulator at {args.qemu}')
     args.guest = e2e.find_guest(args.guest)
+    if args.net == 'tap' and os.geteuid() != 0:
+        raise SystemExit('demo: --net tap needs root (network namespaces)')
+    args.logdir = tempfile.mkdtemp(prefix='demo-')
     t0 = time.monotonic()
     rc = asyncio.run(story(args))
     print(f'demo: {time.monotonic() - t0:.0f} s')

@@ -137,7 +137,7 @@ class TapNet:
         self.dhcp = await asyncio.create_subprocess_exec(
             *self.wrap(['dnsmasq', '--keep-in-foreground', '--conf-file=/dev/null',
                         '--port=0', '--interface=br0', '--bind-interfaces',
-                        '--user=root', '--pid-file=',
+                        '--user=root', '--pid-file=', '--no-ping',
                         f'--dhcp-range={self.GUEST},{self.GUEST},255.255.255.0,1h',
                         f'--dhcp-option=option:router,{self.HOST}',
                         '--dhcp-leasefile=' +
@@ -264,6 +264,10 @@ class Run:
     # -- bookkeeping -------------------------------------------------------
     def now(self):
         return time.time() - self.t0
+
+    async def record(self, kind, data):
+        """A record from outside the run: what the host sees, say."""
+        await self._record(kind, data)
 
     async def _record(self, kind, data, t=None):
         t = self.now() if t is None else t
