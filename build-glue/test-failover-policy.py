@@ -17,7 +17,8 @@
 """
 End-to-end test of failover-policy.py.
 
-Each test starts its own QEMU (``-accel qtest``) with a legacy
+Each test starts its own QEMU with upstream's QEMUQtestMachine
+(python/qemu/machine, which adds ``-accel qtest``) with a legacy
 virtio-net-pci (``vnet0``, the primary) and an rtl8139 (``legacy0``,
 the fallback), maps their I/O BARs through PCI configuration space and
 then, through the qtest socket:
@@ -44,15 +45,15 @@ they fail then.
 import argparse
 import os
 import re
+import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import traceback
-from typing import Callable, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 
 BUILD = os.path.join(os.path.dirname(os.path.dirname(
@@ -95,25 +96,18 @@ VIRTIO_ACKNOWLEDGE_DRIVER_DRIVER_OK = (1, 3, 7)
 
 
 class QTest:
-    """A client of QEMU's qtest protocol over a UNIX socket."""
+    """The port I/O and clock commands of the qtest protocol, on the
+    qtest connection of upstream's QEMUQtestMachine."""
 
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.file = sock.makefile('rw', encoding='ascii', newline='\n')
+    def __init__(self, vm: Any) -> None:
+        self.vm = vm
 
     def cmd(self, line: str) -> str:
         """Send one command; returns the words after ``OK``."""
-        self.file.write(line + '\n')
-        self.file.flush()
-        while True:
-            reply = self.file.readline()
-            if not reply:
-                raise EOFError(f"qtest: no reply to {line!r}")
-            if reply.startswith('IRQ'):
-                continue  # asynchronous, not ours
-            if not reply.startswith('OK'):
-                raise RuntimeError(f"qtest: {line!r}: {reply.strip()}")
-            return reply[2:].strip()
+        reply = self.vm.qtest(line)
+        if not reply.startswith('OK'):
+            raise RuntimeError(f"qtest: {line!r}: {reply.strip() or 'EOF'}")
+        return reply[2:].strip()
 
     def outb(self, addr: int, val: int) -> None:
         """Write a byte to an I/O port."""
@@ -139,11 +133,6 @@ class QTest:
         """Advance the virtual clock."""
         self.cmd(f'clock_step {nsec}')
 
-    def close(self) -> None:
-        """Close the connection."""
-        self.file.close()
-        self.sock.close()
-
 
 class Machine:
     """A QEMU under qtest with the two NICs, and the tool (if any)."""
@@ -152,33 +141,19 @@ class Machine:
         self.args = args
         self.dir = tempfile.mkdtemp(prefix='failover-policy-test-')
         self.tool_qmp = os.path.join(self.dir, 'tool.sock')
-        self.test_qmp_path = os.path.join(self.dir, 'test.sock')
-        qtest_path = os.path.join(self.dir, 'qtest.sock')
-
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        listener.bind(qtest_path)
-        listener.listen(1)
-        listener.settimeout(10)
-        self.qemu = subprocess.Popen(  # pylint: disable=consider-using-with
-            [args.qemu, '-machine', 'pc', '-accel', 'qtest',
-             '-qtest', f'unix:{qtest_path}', '-qtest-log', '/dev/null',
-             '-qmp', f'unix:{self.tool_qmp},server=on,wait=off',
-             '-qmp', f'unix:{self.test_qmp_path},server=on,wait=off',
-             '-display', 'none', '-nodefaults',
-             '-netdev', 'user,id=u0', '-netdev', 'user,id=u1',
-             '-device', 'virtio-net-pci,id=vnet0,netdev=u0,'
-             f'disable-modern=on,addr=0x{VIRTIO_DEVFN >> 3:x}',
-             '-device', f'rtl8139,id=legacy0,netdev=u1,'
-             f'addr=0x{RTL_DEVFN >> 3:x}'],
-            stdin=subprocess.DEVNULL)
-        conn, _ = listener.accept()
-        listener.close()
-        self.qtest = QTest(conn)
-
         # pylint: disable=import-outside-toplevel
-        from qemu.qmp.legacy import QEMUMonitorProtocol
-        self.qmp = QEMUMonitorProtocol(self.test_qmp_path)
-        self.qmp.connect()
+        from qemu.machine.qtest import QEMUQtestMachine
+        self.vm = QEMUQtestMachine(
+            args.qemu, base_temp_dir=self.dir,
+            args=['-machine', 'pc', '-nodefaults',
+                  '-qmp', f'unix:{self.tool_qmp},server=on,wait=off',
+                  '-netdev', 'user,id=u0', '-netdev', 'user,id=u1',
+                  '-device', 'virtio-net-pci,id=vnet0,netdev=u0,'
+                  f'disable-modern=on,addr=0x{VIRTIO_DEVFN >> 3:x}',
+                  '-device', f'rtl8139,id=legacy0,netdev=u1,'
+                  f'addr=0x{RTL_DEVFN >> 3:x}'])
+        self.vm.launch()
+        self.qtest = QTest(self.vm)
 
         self.tool: Optional['subprocess.Popen[str]'] = None
         self.log: List[Tuple[float, str]] = []
@@ -283,11 +258,8 @@ class Machine:
 
     def reset(self) -> None:
         """system_reset, wait for RESET, map the BARs again."""
-        self.qmp.cmd('system_reset')
-        while True:
-            event = self.qmp.pull_event(wait=True)
-            if event and event['event'] == 'RESET':
-                break
+        self.vm.cmd('system_reset')
+        self.vm.event_wait('RESET')
         self.pci_setup()
 
     # The tool
@@ -345,23 +317,8 @@ class Machine:
         if self.tool and self.tool.poll() is None:
             self.tool.send_signal(signal.SIGTERM)
             self.tool.wait(5)
-        try:
-            self.qmp.cmd('quit')
-        except Exception:  # pylint: disable=broad-except
-            pass  # already gone
-        try:
-            self.qmp.close()
-        except EOFError:
-            pass  # QEMU hung up first, as it does after quit
-        self.qtest.close()
-        try:
-            self.qemu.wait(10)
-        except subprocess.TimeoutExpired:
-            self.qemu.kill()
-            self.qemu.wait()
-        for name in os.listdir(self.dir):
-            os.unlink(os.path.join(self.dir, name))
-        os.rmdir(self.dir)
+        self.vm.shutdown()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 # The tests
@@ -492,7 +449,7 @@ def test_paused(machine: Machine) -> None:
     """While the VM is paused, the fallback does not come up."""
     machine.start_tool()
     machine.tool_started()
-    machine.qmp.cmd('stop')
+    machine.vm.cmd('stop')
     # One write, so one event that goes out at once: the virtual clock,
     # which rate-limits events under qtest, cannot be stepped while
     # the VM is stopped
@@ -502,7 +459,7 @@ def test_paused(machine: Machine) -> None:
     if machine.tool:
         machine.wait_log(r'pending=fallback \(legacy0 ready.*held')
     start = time.monotonic()
-    machine.qmp.cmd('cont')
+    machine.vm.cmd('cont')
     took = machine.wait_links((False, True), timeout=DELAY + PROMPT + 1,
                               since=start)
     assert DELAY - 0.05 <= took <= DELAY + PROMPT, \
@@ -528,7 +485,7 @@ def test_exit_on_quit(machine: Machine) -> None:
     """QEMU quits: the tool exits with status 0."""
     machine.start_tool()
     machine.tool_started()
-    machine.qmp.cmd('quit')
+    machine.vm.cmd('quit')
     assert machine.wait_tool_exit(5) == 0
     machine.wait_log(r'exit \(QEMU (shutdown|closed the connection)')
 
@@ -541,8 +498,8 @@ def test_exit_on_sigterm(machine: Machine) -> None:
     machine.tool.send_signal(signal.SIGTERM)
     assert machine.wait_tool_exit(5) == 0
     machine.wait_log(r'exit \(SIGTERM, active=none\)')
-    assert machine.qemu.poll() is None
-    machine.qmp.cmd('query-status')
+    assert machine.vm.is_running()
+    machine.vm.cmd('query-status')
 
 
 TESTS: List[Callable[[Machine], None]] = [
