@@ -21,6 +21,7 @@ pings (one every 50 ms).
 import argparse
 import asyncio
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -233,7 +234,10 @@ def main():
         raise SystemExit('demo: --net tap needs root (network namespaces)')
     args.logdir = tempfile.mkdtemp(prefix='demo-')
     t0 = time.monotonic()
-    rc = asyncio.run(story(args))
+    try:
+        rc = asyncio.run(story(args))
+    finally:
+        shutil.rmtree(args.logdir, ignore_errors=True)
     print(f'demo: {time.monotonic() - t0:.0f} s')
     return rc
 

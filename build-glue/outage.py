@@ -30,6 +30,7 @@ import asyncio
 import csv
 import os
 import re
+import shutil
 import signal
 import socket
 import struct
@@ -96,10 +97,9 @@ def send(target, rate):
     next_t = time.monotonic()
     try:
         while True:
-            head = struct.pack('!BBHHH', 8, 0, 0, ident, sent & 0xffff)
-            body = b'failover-pair outage'
-            packet = struct.pack('!BBHHH', 8, 0, checksum(head + body), ident,
-                                 sent & 0xffff) + body
+            packet = struct.pack('!BBHHH', 8, 0, 0, ident, sent & 0xffff) + \
+                b'failover-pair outage'
+            packet = packet[:2] + struct.pack('!H', checksum(packet)) + packet[4:]
             sock.sendto(packet, (target, 0))
             sent += 1
             next_t += 1.0 / rate
@@ -114,9 +114,9 @@ def send(target, rate):
         print(f'reply {seq} {t:.6f}')
 
 
-def gaps(replies, start, end):
+def longest_gap(replies, start, end):
     """The longest time without a reply between START and END (wall
-    clock) and whether any reply came after the last switch."""
+    clock, seconds)."""
     times = [start] + [t for t in replies if start <= t <= end] + [end]
     return max(b - a for a, b in zip(times, times[1:]))
 
@@ -170,12 +170,20 @@ async def one(args, guest, switch, announce, logdir):
     e2e.expect(m, f'{name}: the sender printed no count')
     sent, got = int(m.group(1)), len(replies)
     after = [t for t in replies if t > t_switch]
-    gap = gaps(replies, t_start, t_end) * 1000
+    gap = longest_gap(replies, t_start, t_end) * 1000
     return name, sent, sent - got, gap, bool(after)
 
 
 async def amain(args):
     logdir = tempfile.mkdtemp(prefix='outage-')
+    try:
+        return await cases(args, logdir)
+    finally:
+        shutil.rmtree(logdir, ignore_errors=True)
+
+
+async def cases(args, logdir):
+    """Every case in turn, printed as it ends; the CSV at the end."""
     await e2e.TapNet.remove_stale()
     rows = []
     print(f'{"case":36} {"sent":>6} {"lost":>6} {"longest gap":>12}  goal')
