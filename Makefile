@@ -7,6 +7,9 @@
 include build-glue/upstream.conf
 
 CACHE ?= $(HOME)/.cache/qemu-driver-status
+# tests/functional's asset cache, where make guest puts the guest's files
+# for test_failover_pair.py (the functional tests' own default)
+export QEMU_TEST_CACHE_DIR ?= $(HOME)/.cache/qemu
 TARBALL := $(CACHE)/$(QEMU_TARBALL)
 GUEST := $(CACHE)/guest
 BUILD := build
@@ -61,7 +64,8 @@ QTESTS := driver-status-test failover-pair-test
 QTESTS_UPSTREAM := rtl8139-test virtio-net-failover qos-test qmp-cmd-test \
 	test-hmp device-introspect-test
 
-.PHONY: help deps fetch prepare build docs guest e2e check series bisect \
+.PHONY: help deps fetch prepare build docs guest functional e2e check \
+	series bisect \
 	refresh import demo clean pristine nocast bench build-san fuzz
 
 help:
@@ -128,17 +132,25 @@ docs: prepare
 	ninja -C $(BUILD)/docs html
 	@echo "docs: $(BUILD)/docs/docs/manual/index.html"
 
-## guest     build the Linux test guest from Debian packages (cached)
+## guest     build the Linux test guest from pinned Debian packages (cached)
+##           and put it in tests/functional's asset cache
 guest: deps
-	@sh build-glue/guest/build.sh $(GUEST)
+	@sh build-glue/guest/build.sh $(GUEST) $(QEMU_TEST_CACHE_DIR)
 
-## e2e       boot Linux guests with a failover pair: 7 scenarios, in QEMU
-##           and with scripts/failover-policy.py over QMP, then on a tap
-##           bridge in a network namespace (root) with 2 more
+## functional  run tests/functional/x86_64/test_failover_pair.py (the
+##           Linux guest with a pair on user networking) as meson runs it
+functional: build guest
+	QEMU_TEST_NO_DOWNLOAD=1 $(OBJ)/pyvenv/bin/meson test -C $(OBJ) \
+		--no-rebuild --suite func-x86_64-thorough \
+		func-x86_64-failover_pair
+
+## e2e       boot Linux guests with a failover pair kept by
+##           scripts/failover-policy.py over QMP (7 scenarios), then with
+##           the pair in QEMU on a tap bridge in a network namespace (root)
 e2e: build guest
-	@$(PYTHON) build-glue/e2e.py --qemu $(BUILD)/qemu-system-x86_64 \
-		--guest $(GUEST)/guest --mode real,tool
-	@$(PYTHON) build-glue/e2e.py --qemu $(BUILD)/qemu-system-x86_64 \
+	@$(PYTHON) harness/e2e.py --qemu $(BUILD)/qemu-system-x86_64 \
+		--guest $(GUEST)/guest --mode tool
+	@$(PYTHON) harness/e2e.py --qemu $(BUILD)/qemu-system-x86_64 \
 		--guest $(GUEST)/guest --mode real --net tap
 
 ## build-san build build/san: the emulator, qtests and fuzz targets with
@@ -181,7 +193,7 @@ import:
 
 ## demo      boot a guest with a failover pair and tell what happens
 demo: build guest
-	@$(PYTHON) build-glue/demo.py --qemu $(BUILD)/qemu-system-x86_64 \
+	@$(PYTHON) harness/demo.py --qemu $(BUILD)/qemu-system-x86_64 \
 		--guest $(GUEST)/guest $(if $(DEMO_NET),--net $(DEMO_NET))
 
 ## pristine  build/pristine/qemu-system-x86_64: QEMU at `base`, without the
@@ -221,7 +233,7 @@ bench_list := $(subst $(comma), ,$(BENCH))
 bench_py := $(if $(bench_list),$(filter-out outage,$(bench_list)),all)
 bench_outage := $(if $(bench_list),$(filter outage,$(bench_list)),all)
 bench: $(if $(BENCH_NOBUILD),,build) guest pristine nocast
-	$(if $(bench_py),@$(PYTHON) build-glue/bench.py \
+	$(if $(bench_py),@$(PYTHON) harness/bench.py \
 		--patched $(BUILD)/qemu-system-x86_64 \
 		--pristine $(PRISTINE)/qemu-system-x86_64 \
 		--patched-nocast $(BUILD)/qemu-nocast/qemu-system-x86_64 \
@@ -231,7 +243,7 @@ bench: $(if $(BENCH_NOBUILD),,build) guest pristine nocast
 		--sections "$(subst $(eval) ,$(comma),$(filter-out all,$(bench_py)))" \
 		--repeat "$(BENCH_REPEAT)" --boot-repeat "$(BENCH_BOOT_REPEAT)" \
 		--csv $(BUILD)/bench/bench.csv)
-	$(if $(bench_outage),@$(PYTHON) build-glue/outage.py \
+	$(if $(bench_outage),@$(PYTHON) harness/outage.py \
 		--qemu $(BUILD)/qemu-system-x86_64 --guest $(GUEST)/guest \
 		--csv $(BUILD)/bench/outage.csv)
 

@@ -94,11 +94,42 @@ run_py() {
     fi
 }
 
+# run_functional NAME TEST: a test of tests/functional, run by meson as
+# its functional suite runs it, offline: its assets must be in the cache
+# (QEMU_TEST_CACHE_DIR, or ~/.cache/qemu) already.  A skipped case (an
+# asset missing, say) fails.
+run_functional() {
+    name=$1 test=$2
+    start=$(date +%s)
+    rm -f "$obj/meson-logs/$name.json"
+    QEMU_TEST_NO_DOWNLOAD=1 timeout 900 "$obj/pyvenv/bin/meson" test \
+        -C "$obj" --no-rebuild --logbase "$name" \
+        --suite func-x86_64-thorough "$test" >"$log/$name.log" 2>&1
+    rc=$?
+    # The test's TAP output, from meson's log of the run
+    /usr/bin/python3 -c '
+import json, sys
+for line in open(sys.argv[1]):
+    print(json.loads(line).get("stdout", ""))
+' "$obj/meson-logs/$name.json" >"$log/$name.tap" 2>/dev/null
+    ok=$(grep '^ok ' "$log/$name.tap" | grep -vc '# SKIP')
+    nok=$(grep -c -e '^not ok ' -e '^ok .*# SKIP' "$log/$name.tap")
+    if ! tally "$name" "$ok" "$nok" $rc "$start"; then
+        grep -e '^not ok ' -e '# SKIP' "$log/$name.tap"
+        if grep -q '# SKIP' "$log/$name.tap"; then
+            echo "$name: skipped; are its assets in ${QEMU_TEST_CACHE_DIR:-~/.cache/qemu} (make guest)?"
+        fi
+        tail -n 20 "$log/$name.log"
+        echo "logs: $obj/tests/functional/x86_64/*/"
+    fi
+}
+
 for t in $qtests; do
     run "$t" "$obj/tests/qtest/$t"
 done
 
 here=$(dirname "$0")
+harness=$here/../harness
 
 if [ -n "${SAN:-}" ]; then
     san=$(cd "$SAN" && pwd)
@@ -127,15 +158,19 @@ if [ -n "${SAN:-}" ]; then
     tally fuzz "$ok" "$nok" $rc "$start"
 fi
 
-run_py failover-policy "$here/test-failover-policy.py" \
+# The Linux guest scenarios on user networking, as an upstream functional
+# test
+run_functional functional func-x86_64-failover_pair
+
+run_py failover-policy "$harness/test-failover-policy.py" \
     --qemu "$obj/qemu-system-x86_64"
-# The Linux guest scenarios, with the pair in QEMU and with the same
-# policy applied over QMP by scripts/failover-policy.py
-run_py e2e "$here/e2e.py" --qemu "$obj/qemu-system-x86_64" \
-    --guest "$guest/guest" --mode real,tool
+# The Linux guest scenarios with the pair's policy applied over QMP by
+# scripts/failover-policy.py
+run_py e2e "$harness/e2e.py" --qemu "$obj/qemu-system-x86_64" \
+    --guest "$guest/guest" --mode tool
 # The same on a tap bridge in a network namespace of its own (root), and
 # a guest that sends nothing by itself across a switch
-run_py e2e-tap "$here/e2e.py" --qemu "$obj/qemu-system-x86_64" \
+run_py e2e-tap "$harness/e2e.py" --qemu "$obj/qemu-system-x86_64" \
     --guest "$guest/guest" --mode real --net tap
 
 echo

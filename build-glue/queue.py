@@ -11,6 +11,8 @@ build/src is a git repository whose history is the series itself:
 
     upstream  QEMU as Debian ships it (build-glue/upstream.conf)
     base      + patches/local/*.patch (build fixes, never exported)
+              + the files patches/local/files names (the project's own
+              tests at their QEMU path, never exported)
     HEAD      + one commit per series entry (patch + its overlay files)
 
 Subcommands:
@@ -41,6 +43,8 @@ BUILD = os.path.join(TOP, 'build')
 SRC = os.path.join(BUILD, 'src')
 WORKTREE = os.path.join(BUILD, 'queue')
 STAMP = 'queue-applied'
+BASE_STAMP = 'queue-base'
+LOCAL_FILES = os.path.join(LOCAL, 'files')
 
 SERIES_HEADER = """\
 # The patch queue, applied in this order on top of upstream QEMU.
@@ -121,11 +125,30 @@ def local_patches():
                   if p.endswith('.patch'))
 
 
-def queue_digest():
-    """A digest of everything that defines the committed series."""
+def local_files():
+    """The overlay files of the base commit (patches/local/files)."""
+    if not os.path.exists(LOCAL_FILES):
+        return []
+    with open(LOCAL_FILES) as f:
+        return [line.strip() for line in f
+                if line.strip() and not line.startswith('#')]
+
+
+def base_digest():
+    """A digest of everything that defines the base commit."""
     h = hashlib.sha256()
     for path in local_patches():
         h.update(open(path, 'rb').read())
+    for name in local_files():
+        h.update(name.encode() + b'\0')
+        h.update(open(os.path.join(TOP, name), 'rb').read())
+    return h.hexdigest()
+
+
+def queue_digest():
+    """A digest of everything that defines the committed series."""
+    h = hashlib.sha256()
+    h.update(base_digest().encode())
     for patch, files in read_series():
         h.update(open(os.path.join(PATCHES, patch), 'rb').read())
         for name in files:
@@ -165,10 +188,11 @@ def reconcile_overlay():
 
     An overlay file may be edited in the repository or in build/src.
     Whichever side differs from what build/src has committed is the
-    edit; an edit on both sides is a conflict.
+    edit; an edit on both sides is a conflict.  (An edit of a base file
+    reaches base when prepare builds base again.)
     """
     changed = []
-    for name in overlay_files():
+    for name in overlay_files() + local_files():
         repo = os.path.join(TOP, name)
         tree = os.path.join(SRC, name)
         if same_content(repo, tree):
@@ -206,15 +230,35 @@ def unpack(tarball):
         'QEMU %s as shipped in Debian\'s orig tarball (%s)'
         % (UPSTREAM['QEMU_VERSION'], UPSTREAM['QEMU_TARBALL']), cwd=tmp)
     git('tag', 'upstream', cwd=tmp)
-    for path in local_patches():
-        git('am', '-q', '--keep-cr', path, cwd=tmp)
-    git('tag', 'base', cwd=tmp)
+    make_base(tmp)
     os.rename(tmp, SRC)
+
+
+def add_local(tree):
+    """Commit the local patches and files on top of what TREE has."""
+    for path in local_patches():
+        git('am', '-q', '--keep-cr', path, cwd=tree)
+    names = local_files()
+    if names:
+        copy_overlay(tree, names)
+        git('add', '-f', '--', *names, cwd=tree)
+        git('commit', '-q', '--no-verify', '-m',
+            'The project\'s own files (never exported)', cwd=tree)
+
+
+def make_base(tree):
+    """Tag upstream + the local patches and files as base, in TREE."""
+    git('checkout', '-q', '-f', '--detach', 'upstream', cwd=tree)
+    add_local(tree)
+    git('tag', '-f', 'base', cwd=tree)
+    common = git('rev-parse', '--git-common-dir', cwd=tree).strip()
+    with open(os.path.join(tree, common, BASE_STAMP), 'w') as f:
+        f.write(base_digest() + '\n')
 
 
 def dirty_upstream_files():
     """Files of build/src that differ from HEAD and are not overlay files."""
-    overlay = set(overlay_files())
+    overlay = set(overlay_files() + local_files())
     out = git('status', '--porcelain', '--untracked-files=no')
     return [line[3:] for line in out.splitlines() if line[3:] not in overlay]
 
@@ -278,6 +322,12 @@ def cmd_prepare(args):
         # build recompiles only what the change touched.
         if not os.path.isdir(WORKTREE):
             git('worktree', 'add', '-q', '--detach', WORKTREE, 'base')
+        base_stamp = os.path.join(SRC, '.git', BASE_STAMP)
+        built = (open(base_stamp).read().strip()
+                 if os.path.exists(base_stamp) else '')
+        if built != base_digest():
+            print('  local patches or files changed: building base again')
+            make_base(WORKTREE)
         head = apply_series(WORKTREE)
         git('checkout', '-q', '-f', '--detach', head)
         with open(stamp, 'w') as f:
@@ -410,9 +460,9 @@ def cmd_verify(args):
     if res.returncode != 0:
         raise QueueError('the series does not apply to pristine upstream:\n'
                          + res.stdout + res.stderr)
-    # Put the local build fixes on top: the result must be build/src.
-    for path in local_patches():
-        git('am', '-q', path, cwd=tree)
+    # Put the local build fixes and files on top: the result must be
+    # build/src.
+    add_local(tree)
     mine = git('rev-parse', 'HEAD^{tree}', cwd=tree).strip()
     built = git('rev-parse', 'HEAD^{tree}').strip()
     if mine != built:

@@ -1,10 +1,16 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""End-to-end tests of query-driver-status and -device failover-pair.
+"""End-to-end tests of the failover pair beyond upstream's functional test.
 
-Boots a small Linux guest (build-glue/guest/build.sh) with a virtio-net NIC
-and a legacy NIC (rtl8139 or e1000) joined in a failover pair, both on one
-slirp backend through a hub, and checks three views of each scenario:
+tests/functional/x86_64/test_failover_pair.py boots the project's Linux
+guest with the pair in QEMU on user networking.  This harness runs the
+same scenarios where a functional test cannot: with the pair kept by
+scripts/failover-policy.py over QMP instead of the device (--mode tool),
+and on a tap bridge in a network namespace of its own (--net tap, root).
+
+It boots a small Linux guest (build-glue/guest/build.sh) with a virtio-net
+NIC and a legacy NIC (rtl8139 or e1000) joined in a failover pair, both on
+one slirp backend through a hub, and checks three views of each scenario:
 
 - the guest's: the "E2E ..." lines its /init prints on ttyS0 (carrier of
   each interface, DHCP, ping 10.0.2.2);
@@ -26,7 +32,7 @@ simulates the pair itself with set_link, driven by the guest's lines, so
 that guest and harness can be tested on upstream QEMU; the QMP-side checks
 of the series are then skipped and the result line says "(simulated)".
 
-    /usr/bin/python3 build-glue/e2e.py --qemu PATH --guest DIR [--net tap]
+    /usr/bin/python3 harness/e2e.py --qemu PATH --guest DIR [--net tap]
                                        [--scenario NAME]...
 """
 
@@ -1024,7 +1030,12 @@ def resolve_modes(args):
         if m not in MODES:
             raise SystemExit(f'e2e: unknown mode {m!r}; known: {", ".join(MODES)}')
         if m == 'auto':
-            m = 'real' if has_failover_pair(args.qemu) else 'sim'
+            m = ('sim' if not has_failover_pair(args.qemu) else
+                 'real' if args.net == 'tap' else 'tool')
+        if m == 'real' and args.net == 'user':
+            raise SystemExit('e2e: the pair in QEMU on user networking is '
+                             'tests/functional/x86_64/test_failover_pair.py; '
+                             'here: --net tap, or --mode tool or sim')
         if m not in modes:
             modes.append(m)
     if args.with_tool and 'tool' not in modes:
@@ -1095,11 +1106,13 @@ def main():
                     help='run only this scenario (repeatable); default all')
     ap.add_argument('--jobs', type=int, default=2, help='QEMUs at once (default 2)')
     ap.add_argument('--mode', default='auto', metavar='MODE[,MODE...]',
-                    help='real: use -device failover-pair; sim: simulate it '
-                    'with set_link; tool: run scripts/failover-policy.py over '
-                    'a second QMP socket instead of the device; auto: real if '
-                    'the emulator has it, else sim.  Several, comma-separated '
-                    '(e.g. real,tool), run every scenario in each mode')
+                    help='real: use -device failover-pair (--net tap only); '
+                    'sim: simulate it with set_link; tool: run '
+                    'scripts/failover-policy.py over a second QMP socket '
+                    'instead of the device; auto: real with --net tap, tool '
+                    'without, sim if the emulator has no pair.  Several, '
+                    'comma-separated (e.g. tool,sim), run every scenario in '
+                    'each mode')
     ap.add_argument('--with-tool', action='store_true',
                     help='also run every scenario in tool mode (same as '
                     'adding ",tool" to --mode)')

@@ -22,7 +22,7 @@ wall clock; "never" when no reply came after the switch.  The goal
 (issue: Linux bonding's miimon is commonly 100 ms): with the announce,
 the longest gap of the switch to virtio-net under 100 ms for every guest.
 
-    /usr/bin/python3 build-glue/outage.py --qemu PATH --guest DIR [--csv FILE]
+    /usr/bin/python3 harness/outage.py --qemu PATH --guest DIR [--csv FILE]
 """
 
 import argparse
@@ -40,7 +40,7 @@ import tempfile
 import threading
 import time
 
-sys.dont_write_bytecode = True   # no __pycache__ in build-glue/
+sys.dont_write_bytecode = True   # no __pycache__ in harness/
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import e2e  # noqa: E402  pylint: disable=wrong-import-position
 

@@ -15,7 +15,7 @@ the story also tells what the host sees: which tap the bridge forwards
 the guest's MAC address to, and whether the guest answers the host's
 pings (one every 50 ms).
 
-    /usr/bin/python3 build-glue/demo.py [--qemu PATH] [--guest DIR] [--net tap]
+    /usr/bin/python3 harness/demo.py [--qemu PATH] [--guest DIR] [--net tap]
 """
 
 import argparse
@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 
-sys.dont_write_bytecode = True   # no __pycache__ in build-glue/
+sys.dont_write_bytecode = True   # no __pycache__ in harness/
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import e2e  # noqa: E402  pylint: disable=wrong-import-position
 
