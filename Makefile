@@ -44,11 +44,12 @@ SAN_CONFIGURE_FLAGS := --python=$(PYTHON) --target-list=x86_64-softmmu \
 SAN_QTESTS = $(QTESTS) rtl8139-test virtio-net-failover qos-test \
 	device-introspect-test
 # The pair's own targets, and upstream's generic fuzzer with a pair
-FUZZ_TARGETS := failover-pair-rtl8139 failover-pair-e1000 \
+FUZZ_TARGETS := failover-pair-rtl8139 failover-pair-e1000 failover-pair-e1000e \
+	failover-pair-igb failover-pair-vmxnet3 \
 	generic-fuzz-failover-pair-rtl8139 generic-fuzz-failover-pair-e1000
 # Seconds per fuzz target: make fuzz, and the short run in make check
 FUZZ_SECONDS ?= 600
-CHECK_FUZZ_SECONDS ?= 30
+CHECK_FUZZ_SECONDS ?= 20
 
 # Firmware the build does not ship: Debian's seabios and ipxe-qemu, and
 # the option ROMs (linuxboot_dma.bin, ...) built from pc-bios/optionrom.

@@ -138,9 +138,10 @@ if [ -n "${SAN:-}" ]; then
     export UBSAN_OPTIONS=halt_on_error=1:abort_on_error=1:print_stacktrace=1
     for t in $SAN_QTESTS; do
         if [ "$t" = qos-test ]; then
-            # Only the NICs' part of qos-test: e1000, virtio-net, rtl8139
+            # Only the NICs' part of qos-test: e1000, e1000e, igb, vmxnet3,
+            # virtio-net, rtl8139
             set -- $("$san/tests/qtest/qos-test" -l 2>/dev/null |
-                     grep -E '^/.*/(e1000|virtio-net|rtl8139)[/-]' |
+                     grep -E '^/.*/(e1000|e1000e|igb|vmxnet3|virtio-net|rtl8139)[/-]' |
                      sed 's/^/-p /')
         else
             set --

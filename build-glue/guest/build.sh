@@ -21,7 +21,7 @@ CACHE=${1:-$HOME/.cache/qemu-driver-status/guest}
 ASSETS=${2:-${QEMU_TEST_CACHE_DIR:-$HOME/.cache/qemu}}
 HERE=$(cd "$(dirname "$0")" && pwd)
 # Modules the guest may load; their dependencies are added below.
-MODULES="8139cp 8139too e1000 virtio_pci virtio_net net_failover failover mii"
+MODULES="8139cp 8139too e1000 e1000e igb vmxnet3 virtio_pci virtio_net net_failover failover mii"
 . "$HERE/packages.conf"
 KPKG=$KERNEL_PACKAGE
 KVER=${KPKG#linux-image-}

@@ -5,10 +5,11 @@
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  *
- * A failover pair holds two NICs the user created, a virtio-net NIC (the
- * primary) and a NIC of an older model that more guests have a driver
- * for (the fallback), and keeps at most one of their links up, chosen
- * from the guest driver status both report (hw/driver-status.h):
+ * A failover pair holds two NICs the user created, the one the guest
+ * should use when it can (the primary, typically virtio-net) and one of a
+ * model that more guests have a driver for (the fallback, such as
+ * rtl8139, e1000 or e1000e), and keeps at most one of their links up,
+ * chosen from the guest driver status both report (hw/driver-status.h):
  *
  *   - the primary's, as soon as its driver is ready;
  *   - the fallback's, once its driver is ready and the primary's has not
@@ -53,7 +54,6 @@
 #include "hw/driver-status.h"
 #include "hw/qdev-core.h"
 #include "hw/qdev-properties.h"
-#include "hw/virtio/virtio-net.h"
 #include "migration/misc.h"
 #include "migration/vmstate.h"
 #include "net/announce.h"
@@ -365,19 +365,6 @@ static void failover_pair_forget(FailoverPairNic *nic)
     nic->ds = NULL;
 }
 
-static int failover_pair_virtio_net_child(Object *child, void *opaque)
-{
-    return !!object_dynamic_cast(child, TYPE_VIRTIO_NET);
-}
-
-/* virtio-net-pci is a proxy for its virtio-backend child */
-static bool failover_pair_is_virtio_net(DeviceState *dev)
-{
-    return object_dynamic_cast(OBJECT(dev), TYPE_VIRTIO_NET) ||
-           object_child_foreach(OBJECT(dev), failover_pair_virtio_net_child,
-                                NULL);
-}
-
 /* The MTU @nic's guest driver starts with */
 static uint64_t failover_pair_nic_mtu(FailoverPairNic *nic)
 {
@@ -400,11 +387,6 @@ static bool failover_pair_form(FailoverPairState *s, Error **errp)
     }
     if (s->primary.dev == s->fallback.dev) {
         error_setg(errp, "primary and fallback are both '%s'", s->primary.id);
-        goto fail;
-    }
-    if (!failover_pair_is_virtio_net(s->primary.dev)) {
-        error_setg(errp, "primary '%s' (%s) is not a virtio-net NIC",
-                   s->primary.id, object_get_typename(OBJECT(s->primary.dev)));
         goto fail;
     }
     if (failover_pair_nic_mtu(&s->primary) !=

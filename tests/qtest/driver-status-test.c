@@ -41,12 +41,28 @@
 
 #define E1000_CTRL          0x0000
 #define E1000_CTRL_RST      0x04000000
+#define E1000_CTRL_EXT      0x0018
+#define E1000_CTRL_EXT_DRV_LOAD 0x10000000
 #define E1000_RCTL          0x0100
 #define E1000_RCTL_EN       0x00000002
 #define E1000_RCTL_BAM      0x00008000
 #define E1000_TCTL          0x0400
 #define E1000_TCTL_EN       0x00000002
 #define E1000_TCTL_PSP      0x00000008
+
+#define VMXNET3_REG_VRRS    0x00
+#define VMXNET3_REG_UVRS    0x08
+#define VMXNET3_REG_DSAL    0x10
+#define VMXNET3_REG_DSAH    0x18
+#define VMXNET3_REG_CMD     0x20
+#define VMXNET3_CMD_ACTIVATE_DEV 0xcafe0000
+#define VMXNET3_CMD_QUIESCE_DEV  0xcafe0001
+#define VMXNET3_CMD_RESET_DEV    0xcafe0002
+#define VMXNET3_CMD_GET_LINK     0xf00d0002
+/* The driver's shared memory in guest RAM: magic, and the MTU it uses */
+#define VMXNET3_SHARED      0x100000
+#define VMXNET3_MAGIC       0xbabefee1
+#define VMXNET3_SHARED_MTU  56
 
 #define RTL_ARGS   "-device rtl8139,id=rtl0,addr=0x3 "
 #define E1000_ARGS "-device e1000,id=e1k0,addr=0x4 "
@@ -454,6 +470,162 @@ static void test_e1000(void)
     machine_stop(&m);
 }
 
+/*
+ * The register sequences of Linux's e1000e (82574L) and igb (82576)
+ * drivers.  Both take the device over with CTRL_EXT.DRV_LOAD and give
+ * it back by clearing it; e1000e turns the transmitter on only once it
+ * sees the link, igb at open.
+ */
+typedef struct E1000xCase {
+    const char *model;
+    /* e1000e's 82574 keeps receiving until the reset of its close */
+    bool rx_off_at_close;
+    /* igb enables the transmitter at open, e1000e in its watchdog */
+    bool tx_on_at_open;
+} E1000xCase;
+
+static const E1000xCase e1000x_cases[] = {
+    { "e1000e", false, false },
+    { "igb", true, true },
+};
+
+static void e1000x_reset_hw(TestMachine *m, const char *id, const char *path,
+                            const char *before)
+{
+    e1000_write(m, E1000_RCTL, 0);
+    e1000_write(m, E1000_TCTL, E1000_TCTL_PSP);
+    check_unchanged(m, id, path, before);
+    e1000_write(m, E1000_CTRL, E1000_CTRL_RST);
+}
+
+static void test_e1000x(const void *data)
+{
+    const E1000xCase *c = data;
+    g_autofree char *args = g_strdup_printf("-device %s,id=nic0,addr=0x4",
+                                            c->model);
+    const char *path = "/machine/peripheral/nic0";
+    TestMachine m = { };
+
+    machine_start_pci(&m, args, 4, 0);
+    check_query(m.qts, "nic0", path, "none");
+
+    /* Probe: reset_hw(), then the driver takes the device */
+    e1000x_reset_hw(&m, "nic0", path, "none");
+    CHECK_STEP(&m, "nic0", path, "initializing");
+    e1000_write(&m, E1000_CTRL_EXT, E1000_CTRL_EXT_DRV_LOAD);
+    check_unchanged(&m, "nic0", path, "initializing");
+
+    /* Open: the device is reset again, then configured */
+    e1000x_reset_hw(&m, "nic0", path, "initializing");
+    e1000_write(&m, E1000_CTRL_EXT, E1000_CTRL_EXT_DRV_LOAD);
+    check_unchanged(&m, "nic0", path, "initializing");
+    e1000_write(&m, E1000_TCTL, E1000_TCTL_PSP |
+                (c->tx_on_at_open ? E1000_TCTL_EN : 0));
+    check_unchanged(&m, "nic0", path, "initializing");
+    e1000_write(&m, E1000_RCTL, E1000_RCTL_BAM | E1000_RCTL_EN);
+    CHECK_STEP(&m, "nic0", path, "ready");
+    e1000_write(&m, E1000_TCTL, E1000_TCTL_PSP | E1000_TCTL_EN);
+    check_unchanged(&m, "nic0", path, "ready");
+
+    /* Close: receiver and transmitter off, then a reset; still owned */
+    if (c->rx_off_at_close) {
+        e1000_write(&m, E1000_RCTL, E1000_RCTL_BAM);
+        CHECK_STEP(&m, "nic0", path, "initializing");
+        e1000_write(&m, E1000_TCTL, E1000_TCTL_PSP);
+        check_unchanged(&m, "nic0", path, "initializing");
+        e1000x_reset_hw(&m, "nic0", path, "initializing");
+    } else {
+        e1000_write(&m, E1000_TCTL, E1000_TCTL_PSP);
+        check_unchanged(&m, "nic0", path, "ready");
+        e1000_write(&m, E1000_RCTL, 0);
+        CHECK_STEP(&m, "nic0", path, "initializing");
+        e1000_write(&m, E1000_TCTL, E1000_TCTL_PSP);
+        e1000_write(&m, E1000_CTRL, E1000_CTRL_RST);
+    }
+    e1000_write(&m, E1000_CTRL_EXT, E1000_CTRL_EXT_DRV_LOAD);
+    check_unchanged(&m, "nic0", path, "initializing");
+
+    /* Remove: the driver gives the device back */
+    e1000_write(&m, E1000_CTRL_EXT, 0);
+    CHECK_STEP(&m, "nic0", path, "none");
+
+    /* Up again, then a system reset */
+    e1000_write(&m, E1000_CTRL_EXT, E1000_CTRL_EXT_DRV_LOAD);
+    e1000_write(&m, E1000_RCTL, E1000_RCTL_BAM | E1000_RCTL_EN);
+    CHECK_STEP(&m, "nic0", path, "initializing", "ready");
+    system_reset(m.qts);
+    CHECK_STEP(&m, "nic0", path, "none");
+
+    machine_stop(&m);
+}
+
+static void vmxnet3_cmd(TestMachine *m, uint32_t cmd)
+{
+    qpci_io_writel(m->pdev, m->bar, VMXNET3_REG_CMD, cmd);
+}
+
+/* Hands the device the driver's shared memory at VMXNET3_SHARED */
+static void vmxnet3_shared(TestMachine *m, bool valid)
+{
+    qtest_memset(m->qts, VMXNET3_SHARED, 0, 4096);
+    if (valid) {
+        qtest_writel(m->qts, VMXNET3_SHARED, VMXNET3_MAGIC);
+        qtest_writel(m->qts, VMXNET3_SHARED + VMXNET3_SHARED_MTU, 1500);
+    }
+    qpci_io_writel(m->pdev, m->bar, VMXNET3_REG_DSAL, VMXNET3_SHARED);
+    qpci_io_writel(m->pdev, m->bar, VMXNET3_REG_DSAH, 0);
+}
+
+/* The register and command writes of Linux's vmxnet3 driver */
+static void test_vmxnet3(void)
+{
+    const char *path = "/machine/peripheral/nic0";
+    TestMachine m = { };
+
+    machine_start_pci(&m, "-device vmxnet3,id=nic0,addr=0x4", 4, 1);
+    check_query(m.qts, "nic0", path, "none");
+
+    /* vmxnet3_probe_device(): revision selection first, then queries */
+    qpci_io_writel(m.pdev, m.bar, VMXNET3_REG_VRRS, 1);
+    CHECK_STEP(&m, "nic0", path, "initializing");
+    qpci_io_writel(m.pdev, m.bar, VMXNET3_REG_UVRS, 1);
+    vmxnet3_cmd(&m, VMXNET3_CMD_GET_LINK);
+    check_unchanged(&m, "nic0", path, "initializing");
+
+    /* vmxnet3_activate_dev() with a configuration the device refuses */
+    vmxnet3_shared(&m, false);
+    vmxnet3_cmd(&m, VMXNET3_CMD_ACTIVATE_DEV);
+    g_assert_cmpuint(qpci_io_readl(m.pdev, m.bar, VMXNET3_REG_CMD), ==, 1);
+    CHECK_STEP(&m, "nic0", path, "failed");
+
+    /* ... and with one it takes: the driver's open succeeds */
+    vmxnet3_shared(&m, true);
+    vmxnet3_cmd(&m, VMXNET3_CMD_ACTIVATE_DEV);
+    g_assert_cmpuint(qpci_io_readl(m.pdev, m.bar, VMXNET3_REG_CMD), ==, 0);
+    CHECK_STEP(&m, "nic0", path, "ready");
+    vmxnet3_cmd(&m, VMXNET3_CMD_GET_LINK);
+    check_unchanged(&m, "nic0", path, "ready");
+
+    /* vmxnet3_reset_work(): quiesce, reset, activate again */
+    vmxnet3_cmd(&m, VMXNET3_CMD_QUIESCE_DEV);
+    vmxnet3_cmd(&m, VMXNET3_CMD_RESET_DEV);
+    vmxnet3_shared(&m, true);
+    vmxnet3_cmd(&m, VMXNET3_CMD_ACTIVATE_DEV);
+    CHECK_STEP(&m, "nic0", path, "none", "initializing", "ready");
+
+    /* vmxnet3_close(), on the way to its removal too */
+    vmxnet3_cmd(&m, VMXNET3_CMD_QUIESCE_DEV);
+    CHECK_STEP(&m, "nic0", path, "none");
+
+    vmxnet3_shared(&m, true);
+    vmxnet3_cmd(&m, VMXNET3_CMD_ACTIVATE_DEV);
+    CHECK_STEP(&m, "nic0", path, "ready");
+    system_reset(m.qts);
+    CHECK_STEP(&m, "nic0", path, "none");
+
+    machine_stop(&m);
+}
+
 /* virtio_dev_probe() up to DRIVER_OK, as libqos drives it */
 static void virtio_bring_up(QVirtioPCIDevice *dev)
 {
@@ -630,19 +802,28 @@ static void test_hmp(void)
 
 typedef struct MigrateCase {
     const char *name;
-    /* Brings the NICs to their states: rtl8139 is mapped in @m */
+    /* Three NICs at slots 3, 4 and 5, the last one virtio-net or not */
+    const char *args;
+    const char *paths[3];
+    bool virtio;
+    /* Brings the NICs to their states: the one at slot 3 is mapped in @m */
     void (*setup)(TestMachine *m, QVirtioPCIDevice *vio);
-    /* Their statuses: rtl0, e1k0, vio0 */
     const char *expected[3];
 } MigrateCase;
 
-static void e1000_map(TestMachine *m)
+/* Maps BAR @bar of the device at @slot in @m instead of the one it had */
+static void map_slot(TestMachine *m, int slot, int bar)
 {
     qpci_iounmap(m->pdev, m->bar);
     g_free(m->pdev);
-    m->pdev = qpci_device_find(m->pcibus, QPCI_DEVFN(4, 0));
+    m->pdev = qpci_device_find(m->pcibus, QPCI_DEVFN(slot, 0));
     qpci_device_enable(m->pdev);
-    m->bar = qpci_iomap(m->pdev, 0, NULL);
+    m->bar = qpci_iomap(m->pdev, bar, NULL);
+}
+
+static void e1000_map(TestMachine *m)
+{
+    map_slot(m, 4, 0);
 }
 
 /* The registers say it all */
@@ -668,33 +849,77 @@ static void migrate_setup_reset(TestMachine *m, QVirtioPCIDevice *vio)
     qvirtio_set_acknowledge(&vio->vdev);
 }
 
+#define MODELS_ARGS "-device e1000e,id=e1000e0,addr=0x3 " \
+                    "-device igb,id=igb0,addr=0x4 " \
+                    "-device vmxnet3,id=vmx0,addr=0x5"
+#define MODELS_PATHS { "/machine/peripheral/e1000e0", \
+                       "/machine/peripheral/igb0", \
+                       "/machine/peripheral/vmx0" }
+
+/*
+ * e1000e's driver has just reset its device (its registers say none),
+ * igb's is up (they say ready), vmxnet3's open failed (they say none)
+ */
+static void migrate_setup_models(TestMachine *m, QVirtioPCIDevice *vio)
+{
+    e1000_write(m, E1000_CTRL, E1000_CTRL_RST);
+    map_slot(m, 4, 0);
+    e1000_write(m, E1000_CTRL_EXT, E1000_CTRL_EXT_DRV_LOAD);
+    e1000_write(m, E1000_RCTL, E1000_RCTL_EN);
+    map_slot(m, 5, 1);
+    vmxnet3_shared(m, false);
+    vmxnet3_cmd(m, VMXNET3_CMD_ACTIVATE_DEV);
+}
+
+/* The other way round: the registers say it all */
+static void migrate_setup_models_up(TestMachine *m, QVirtioPCIDevice *vio)
+{
+    e1000_write(m, E1000_CTRL_EXT, E1000_CTRL_EXT_DRV_LOAD);
+    e1000_write(m, E1000_RCTL, E1000_RCTL_EN);
+    map_slot(m, 4, 0);
+    e1000_write(m, E1000_CTRL_EXT, E1000_CTRL_EXT_DRV_LOAD);
+    map_slot(m, 5, 1);
+    vmxnet3_shared(m, true);
+    vmxnet3_cmd(m, VMXNET3_CMD_ACTIVATE_DEV);
+}
+
 static const MigrateCase migrate_cases[] = {
-    { "registers", migrate_setup_registers,
+    { "registers", RTL_ARGS E1000_ARGS VIO_ARGS,
+      { RTL_PATH, E1000_PATH, VIO_PATH }, true, migrate_setup_registers,
       { "ready", "initializing", "ready" } },
-    { "driver-reset", migrate_setup_reset,
+    { "driver-reset", RTL_ARGS E1000_ARGS VIO_ARGS,
+      { RTL_PATH, E1000_PATH, VIO_PATH }, true, migrate_setup_reset,
       { "initializing", "initializing", "initializing" } },
+    { "models", MODELS_ARGS, MODELS_PATHS, false, migrate_setup_models,
+      { "initializing", "ready", "failed" } },
+    { "models-up", MODELS_ARGS, MODELS_PATHS, false, migrate_setup_models_up,
+      { "ready", "initializing", "ready" } },
 };
 
 /* The status arrives as it was, without an event */
 static void test_migrate(const void *data)
 {
     const MigrateCase *c = data;
-    const char *paths[] = { RTL_PATH, E1000_PATH, VIO_PATH };
+    const char *const *paths = c->paths;
+    g_autofree char *incoming = g_strdup_printf("-incoming defer %s",
+                                                c->args);
     g_autofree char *tmpdir = g_dir_make_tmp("driver-status-XXXXXX", NULL);
     g_autofree char *uri = g_strdup_printf("unix:%s/migsock", tmpdir);
     g_autofree char *sock = g_strdup_printf("%s/migsock", tmpdir);
     QPCIAddress addr = { .devfn = QPCI_DEVFN(5, 0) };
-    QVirtioPCIDevice *dev;
+    QVirtioPCIDevice *dev = NULL;
     TestMachine m = { };
     TestMachine to = { };
     QList *src, *dst;
     int i;
 
     g_assert_nonnull(tmpdir);
-    machine_start_pci(&m, RTL_ARGS E1000_ARGS VIO_ARGS, 3, 0);
-    dev = virtio_pci_new(m.pcibus, &addr);
-    g_assert_nonnull(dev);
-    qvirtio_pci_device_enable(dev);
+    machine_start_pci(&m, c->args, 3, 0);
+    if (c->virtio) {
+        dev = virtio_pci_new(m.pcibus, &addr);
+        g_assert_nonnull(dev);
+        qvirtio_pci_device_enable(dev);
+    }
     c->setup(&m, dev);
 
     /* The events of the bring-up are checked by the other tests */
@@ -705,11 +930,11 @@ static void test_migrate(const void *data)
         qobject_unref(ev);
     }
     g_assert_cmpint(qlist_size(src), ==, 3);
-    for (i = 0; i < ARRAY_SIZE(paths); i++) {
+    for (i = 0; i < ARRAY_SIZE(c->paths); i++) {
         g_assert_cmpstr(find_status(src, paths[i]), ==, c->expected[i]);
     }
 
-    machine_start(&to, "-incoming defer " RTL_ARGS E1000_ARGS VIO_ARGS);
+    machine_start(&to, incoming);
     qtest_qmp_assert_success(to.qts, "{ 'execute': 'migrate-incoming',"
                              "  'arguments': { 'uri': %s } }", uri);
     qtest_qmp_assert_success(m.qts, "{ 'execute': 'migrate',"
@@ -718,7 +943,7 @@ static void test_migrate(const void *data)
 
     dst = query_driver_status(to.qts);
     g_assert_cmpint(qlist_size(dst), ==, 3);
-    for (i = 0; i < ARRAY_SIZE(paths); i++) {
+    for (i = 0; i < ARRAY_SIZE(c->paths); i++) {
         g_assert_cmpstr(find_status(dst, paths[i]), ==, c->expected[i]);
     }
     check_no_event(&to);
@@ -726,9 +951,11 @@ static void test_migrate(const void *data)
     qobject_unref(src);
     qobject_unref(dst);
     machine_stop(&to);
-    qvirtio_pci_device_disable(dev);
-    g_free(dev->pdev);
-    g_free(dev);
+    if (dev) {
+        qvirtio_pci_device_disable(dev);
+        g_free(dev->pdev);
+        g_free(dev);
+    }
     machine_stop(&m);
     unlink(sock);
     rmdir(tmpdir);
@@ -791,6 +1018,9 @@ static void test_reporting_types(void)
     g_assert_true(type_listed(types, "rtl8139"));
     g_assert_true(type_listed(types, "e1000"));
     g_assert_true(type_listed(types, "e1000-82545em"));
+    g_assert_true(type_listed(types, "e1000e"));
+    g_assert_true(type_listed(types, "igb"));
+    g_assert_true(type_listed(types, "vmxnet3"));
     g_assert_true(type_listed(types, "virtio-net-device"));
     g_assert_true(type_listed(types, "virtio-rng-device"));
     g_assert_false(type_listed(types, "ne2k_pci"));
@@ -808,6 +1038,13 @@ int main(int argc, char **argv)
     qtest_add_func("driver-status/rtl8139/8139too", test_rtl8139_8139too);
     qtest_add_func("driver-status/rtl8139/8139cp", test_rtl8139_8139cp);
     qtest_add_func("driver-status/e1000", test_e1000);
+    for (i = 0; i < ARRAY_SIZE(e1000x_cases); i++) {
+        g_autofree char *path = g_strdup_printf("driver-status/%s",
+                                                e1000x_cases[i].model);
+
+        qtest_add_data_func(path, &e1000x_cases[i], test_e1000x);
+    }
+    qtest_add_func("driver-status/vmxnet3", test_vmxnet3);
     qtest_add_data_func("driver-status/virtio-net/legacy",
                         "disable-modern=on", test_virtio_net);
     qtest_add_data_func("driver-status/virtio-net/modern",

@@ -62,6 +62,127 @@
 /* Guest memory the test uses for frames to send */
 #define TX_BUFFER 0x100000
 
+/*
+ * The other models that report driver status, in either role, with the
+ * guest's view of each: a NIC, its driver, and how the guest reads its
+ * link.  Registers as Linux's drivers use them (see driver-status-test).
+ */
+#define E1000_CTRL_EXT 0x18
+#define E1000_CTRL_EXT_DRV_LOAD (1u << 28)
+#define E1000_MDIC 0x20
+#define E1000_MDIC_READ_PHY1 ((2u << 26) | (1u << 21))
+#define E1000_MDIC_READY (1u << 28)
+/* The PHY's specific status register and its real-time link bit */
+#define PHY_SPEC_STATUS 0x11
+#define PHY_SPEC_STATUS_LINK 0x0400
+#define VMXNET3_REG_VRRS 0x00
+#define VMXNET3_REG_DSAL 0x10
+#define VMXNET3_REG_DSAH 0x18
+#define VMXNET3_REG_CMD 0x20
+#define VMXNET3_REG_ECR 0x40
+#define VMXNET3_CMD_ACTIVATE_DEV 0xcafe0000
+#define VMXNET3_CMD_QUIESCE_DEV 0xcafe0001
+#define VMXNET3_CMD_RESET_DEV 0xcafe0002
+#define VMXNET3_CMD_GET_LINK 0xf00d0002
+#define VMXNET3_SHARED 0x200000
+#define VMXNET3_MAGIC 0xbabefee1
+#define VMXNET3_SHARED_MTU 56
+
+typedef struct ModelNic {
+    const char *model;
+    QPCIDevice *dev;
+    QPCIBar bar;
+} ModelNic;
+
+static bool model_is(ModelNic *n, const char *model)
+{
+    return !strcmp(n->model, model);
+}
+
+/* vmxnet3's registers are in BAR 1, the others' in BAR 0 */
+static int model_bar(const char *model)
+{
+    return !strcmp(model, "vmxnet3");
+}
+
+static void model_nic_map(QPCIBus *bus, ModelNic *n, int slot)
+{
+    n->dev = qpci_device_find(bus, QPCI_DEVFN(slot, 0));
+    g_assert_nonnull(n->dev);
+    qpci_device_enable(n->dev);
+    n->bar = qpci_iomap(n->dev, model_bar(n->model), NULL);
+}
+
+static void model_driver(QTestState *qts, ModelNic *n, bool up)
+{
+    if (g_str_has_prefix(n->model, "virtio-net")) {
+        qpci_io_writeb(n->dev, n->bar, VIRTIO_PCI_STATUS,
+                       up ? VIRTIO_STATUS_READY : 0);
+    } else if (model_is(n, "rtl8139")) {
+        /* 8139too unmasks its interrupts, link change included */
+        qpci_io_writew(n->dev, n->bar, RTL_INTR_MASK, up ? RTL_INTR_ALL : 0);
+        qpci_io_writeb(n->dev, n->bar, RTL_CHIPCMD, up ? RTL_CHIPCMD_RX_TX : 0);
+    } else if (model_is(n, "vmxnet3")) {
+        if (up) {
+            qpci_io_writel(n->dev, n->bar, VMXNET3_REG_VRRS, 1);
+            qtest_memset(qts, VMXNET3_SHARED, 0, 4096);
+            qtest_writel(qts, VMXNET3_SHARED, VMXNET3_MAGIC);
+            qtest_writel(qts, VMXNET3_SHARED + VMXNET3_SHARED_MTU, 1500);
+            qpci_io_writel(n->dev, n->bar, VMXNET3_REG_DSAL, VMXNET3_SHARED);
+            qpci_io_writel(n->dev, n->bar, VMXNET3_REG_DSAH, 0);
+        }
+        qpci_io_writel(n->dev, n->bar, VMXNET3_REG_CMD,
+                       up ? VMXNET3_CMD_ACTIVATE_DEV : VMXNET3_CMD_QUIESCE_DEV);
+    } else {
+        /* e1000e and igb: reset, take the device, enable the receiver */
+        if (up) {
+            qpci_io_writel(n->dev, n->bar, E1000_CTRL, E1000_CTRL_RST);
+            qpci_io_writel(n->dev, n->bar, E1000_IMS, ~0u);
+        }
+        qpci_io_writel(n->dev, n->bar, E1000_CTRL_EXT,
+                       up ? E1000_CTRL_EXT_DRV_LOAD : 0);
+        qpci_io_writel(n->dev, n->bar, E1000_RCTL, up ? E1000_EN : 0);
+    }
+}
+
+/* The link as the guest's driver reads it, every place it may look */
+static bool model_link(ModelNic *n)
+{
+    uint32_t mdic;
+    bool lu, phy;
+
+    if (g_str_has_prefix(n->model, "virtio-net")) {
+        return qpci_io_readw(n->dev, n->bar, VIRTIO_NET_CONFIG_STATUS) &
+               VIRTIO_NET_S_LINK_UP;
+    }
+    if (model_is(n, "rtl8139")) {
+        return qpci_io_readw(n->dev, n->bar, RTL_BASIC_MODE_STATUS) &
+               RTL_BMS_LINK_UP;
+    }
+    if (model_is(n, "vmxnet3")) {
+        qpci_io_writel(n->dev, n->bar, VMXNET3_REG_CMD, VMXNET3_CMD_GET_LINK);
+        return qpci_io_readl(n->dev, n->bar, VMXNET3_REG_CMD) & 1;
+    }
+    lu = qpci_io_readl(n->dev, n->bar, E1000_STATUS) & E1000_STATUS_LU;
+    qpci_io_writel(n->dev, n->bar, E1000_MDIC,
+                   E1000_MDIC_READ_PHY1 | (PHY_SPEC_STATUS << 16));
+    mdic = qpci_io_readl(n->dev, n->bar, E1000_MDIC);
+    g_assert_true(mdic & E1000_MDIC_READY);
+    phy = mdic & PHY_SPEC_STATUS_LINK;
+    /* MAC and PHY must agree, or a guest may see a link that is down */
+    g_assert_cmpint(lu, ==, phy);
+    return lu;
+}
+
+/* The e1000 family's link comes after auto-negotiation */
+static bool model_link_settled(QTestState *qts, ModelNic *n)
+{
+    if (!model_link(n)) {
+        qtest_clock_step(qts, E1000_AUTONEG_NS);
+    }
+    return model_link(n);
+}
+
 typedef struct Guest {
     QTestState *qts;
     QPCIBus *bus;
@@ -69,14 +190,16 @@ typedef struct Guest {
     QPCIDevice *fallback;
     QPCIBar primary_bar;
     QPCIBar fallback_bar;
-    bool e1000;
+    /* The fallback's model: rtl8139, e1000, e1000e, igb or vmxnet3 */
+    const char *fallback_model;
     /* The rtl8139 Tx descriptor to send with next: they take turns */
     int tx_desc;
 } Guest;
 
 /* What a machine is started with */
 typedef struct Config {
-    bool e1000;
+    /* The fallback's model; default rtl8139 */
+    const char *fallback;
     /* Without the NIC: a destination after that NIC was unplugged */
     bool no_primary;
     bool no_fallback;
@@ -104,8 +227,7 @@ static char *cmdline(const Config *c)
     }
     if (!c->no_fallback) {
         g_string_append_printf(s, "-device %s,id=nic1,netdev=hs1,addr=%d ",
-                               c->e1000 ? "e1000" : "rtl8139",
-                               FALLBACK_SLOT);
+                               c->fallback ?: "rtl8139", FALLBACK_SLOT);
     }
     if (!c->no_pair) {
         g_string_append_printf(s, "-device failover-pair,id=pair0,"
@@ -137,7 +259,8 @@ static void guest_map(Guest *g)
     }
     if (g->fallback) {
         qpci_device_enable(g->fallback);
-        g->fallback_bar = qpci_iomap(g->fallback, 0, NULL);
+        g->fallback_bar = qpci_iomap(g->fallback,
+                                     model_bar(g->fallback_model), NULL);
     }
 }
 
@@ -146,7 +269,7 @@ static void guest_start_config(Guest *g, const Config *c)
     g_autofree char *args = cmdline(c);
 
     memset(g, 0, sizeof(*g));
-    g->e1000 = c->e1000;
+    g->fallback_model = c->fallback ?: "rtl8139";
     g->qts = qtest_init(args);
     g->bus = qpci_new_pc(g->qts, NULL);
     g->primary = c->no_primary ? NULL : guest_find(g, PRIMARY_SLOT);
@@ -156,9 +279,9 @@ static void guest_start_config(Guest *g, const Config *c)
     guest_map(g);
 }
 
-static void guest_start(Guest *g, bool e1000, const char *extra)
+static void guest_start(Guest *g, const char *fallback, const char *extra)
 {
-    Config c = { .e1000 = e1000, .extra = extra };
+    Config c = { .fallback = fallback, .extra = extra };
 
     guest_start_config(g, &c);
 }
@@ -181,17 +304,26 @@ static void primary_driver(Guest *g, bool up)
                    up ? VIRTIO_STATUS_READY : 0);
 }
 
+/* The fallback as a ModelNic, for the helpers all models share */
+static ModelNic fallback_nic(Guest *g)
+{
+    return (ModelNic){ g->fallback_model, g->fallback, g->fallback_bar };
+}
+
+static bool fallback_is(Guest *g, const char *model)
+{
+    return !strcmp(g->fallback_model, model);
+}
+
 static void fallback_driver(Guest *g, bool up)
 {
+    ModelNic n = fallback_nic(g);
+
     if (!g->fallback) {
         return;
     }
-    if (!g->e1000) {
-        /* 8139too unmasks its interrupts, link change included */
-        qpci_io_writew(g->fallback, g->fallback_bar, RTL_INTR_MASK,
-                       up ? RTL_INTR_ALL : 0);
-        qpci_io_writeb(g->fallback, g->fallback_bar, RTL_CHIPCMD,
-                       up ? RTL_CHIPCMD_RX_TX : 0);
+    if (!fallback_is(g, "e1000")) {
+        model_driver(g->qts, &n, up);
         return;
     }
     if (up) {
@@ -210,12 +342,15 @@ static void fallback_reset(Guest *g)
     if (!g->fallback) {
         return;
     }
-    if (g->e1000) {
-        qpci_io_writel(g->fallback, g->fallback_bar, E1000_CTRL,
-                       E1000_CTRL_RST);
-    } else {
+    if (fallback_is(g, "rtl8139")) {
         qpci_io_writeb(g->fallback, g->fallback_bar, RTL_CHIPCMD,
                        RTL_CHIPCMD_RESET);
+    } else if (fallback_is(g, "vmxnet3")) {
+        qpci_io_writel(g->fallback, g->fallback_bar, VMXNET3_REG_CMD,
+                       VMXNET3_CMD_RESET_DEV);
+    } else {
+        qpci_io_writel(g->fallback, g->fallback_bar, E1000_CTRL,
+                       E1000_CTRL_RST);
     }
 }
 
@@ -227,18 +362,20 @@ static bool primary_link(Guest *g)
 
 static bool fallback_link(Guest *g)
 {
-    if (g->e1000) {
+    ModelNic n = fallback_nic(g);
+
+    if (fallback_is(g, "e1000")) {
         return qpci_io_readl(g->fallback, g->fallback_bar, E1000_STATUS) &
                E1000_STATUS_LU;
     }
-    return qpci_io_readw(g->fallback, g->fallback_bar,
-                         RTL_BASIC_MODE_STATUS) & RTL_BMS_LINK_UP;
+    return model_link(&n);
 }
 
-/* The guest sees e1000's link once auto-negotiation is through */
+/* The guest sees the e1000 family's link once auto-negotiation is through */
 static bool fallback_link_settled(Guest *g)
 {
-    if (g->e1000 && !fallback_link(g)) {
+    if (!fallback_is(g, "rtl8139") && !fallback_is(g, "vmxnet3") &&
+        !fallback_link(g)) {
         qtest_clock_step(g->qts, E1000_AUTONEG_NS);
     }
     return fallback_link(g);
@@ -308,11 +445,12 @@ static void replug(Guest *g, bool primary)
         g->primary_bar = qpci_iomap(g->primary, 0, NULL);
     } else {
         g_assert_null(g->fallback);
-        qtest_qmp_device_add(g->qts, g->e1000 ? "e1000" : "rtl8139", "nic1",
+        qtest_qmp_device_add(g->qts, g->fallback_model, "nic1",
                              "{ 'netdev': 'hs1', 'addr': %s }",
                              stringify(FALLBACK_SLOT));
         g->fallback = guest_find(g, FALLBACK_SLOT);
-        g->fallback_bar = qpci_iomap(g->fallback, 0, NULL);
+        g->fallback_bar = qpci_iomap(g->fallback,
+                                     model_bar(g->fallback_model), NULL);
     }
 }
 
@@ -362,78 +500,78 @@ typedef struct Step {
 
 typedef struct Case {
     const char *name;
-    bool e1000;
+    const char *fallback;
     Step steps[MAX_STEPS];
 } Case;
 
 static const Case cases[] = {
-    { "boot-none", false, {
+    { "boot-none", NULL, {
         NONE_UP, STEP(10 * DELAY_NS), NONE_UP,
     } },
-    { "primary-first", false, {
+    { "primary-first", NULL, {
         OP(PRIMARY_UP), PRIMARY_ACTIVE,
         OP(FALLBACK_UP), STEP(10 * DELAY_NS), PRIMARY_ACTIVE,
     } },
-    { "fallback-after-delay", false, {
+    { "fallback-after-delay", NULL, {
         OP(FALLBACK_UP), NONE_UP,
         STEP(DELAY_NS - 1), NONE_UP,
         STEP(1), FALLBACK_ACTIVE,
     } },
-    { "primary-during-delay", false, {
+    { "primary-during-delay", NULL, {
         OP(FALLBACK_UP), STEP(DELAY_NS / 2), NONE_UP,
         OP(PRIMARY_UP), PRIMARY_ACTIVE,
         STEP(DELAY_NS), PRIMARY_ACTIVE,
     } },
-    { "primary-after-fallback", false, {
+    { "primary-after-fallback", NULL, {
         OP(FALLBACK_UP), STEP(DELAY_NS), FALLBACK_ACTIVE,
         OP(PRIMARY_UP), PRIMARY_ACTIVE,
     } },
-    { "primary-leaves", false, {
+    { "primary-leaves", NULL, {
         OP(FALLBACK_UP), OP(PRIMARY_UP), PRIMARY_ACTIVE,
         OP(PRIMARY_DOWN), NONE_UP,
         STEP(DELAY_NS - 1), NONE_UP,
         STEP(1), FALLBACK_ACTIVE,
     } },
-    { "primary-leaves-alone", false, {
+    { "primary-leaves-alone", NULL, {
         OP(PRIMARY_UP), PRIMARY_ACTIVE,
         OP(PRIMARY_DOWN), NONE_UP, STEP(10 * DELAY_NS), NONE_UP,
     } },
-    { "fallback-leaves", false, {
+    { "fallback-leaves", NULL, {
         OP(FALLBACK_UP), STEP(DELAY_NS), FALLBACK_ACTIVE,
         OP(FALLBACK_DOWN), NONE_UP,
         OP(FALLBACK_UP), NONE_UP, STEP(DELAY_NS), FALLBACK_ACTIVE,
     } },
-    { "fallback-leaves-during-delay", false, {
+    { "fallback-leaves-during-delay", NULL, {
         OP(FALLBACK_UP), STEP(DELAY_NS / 2), OP(FALLBACK_DOWN),
         STEP(DELAY_NS), NONE_UP,
     } },
-    { "reset-primary", false, {
+    { "reset-primary", NULL, {
         OP(FALLBACK_UP), OP(PRIMARY_UP), PRIMARY_ACTIVE,
         OP(RESET), NONE_UP, STEP(10 * DELAY_NS), NONE_UP,
         OP(PRIMARY_UP), PRIMARY_ACTIVE,
     } },
-    { "reset-during-delay", false, {
+    { "reset-during-delay", NULL, {
         OP(FALLBACK_UP), STEP(DELAY_NS / 2),
         OP(RESET), STEP(10 * DELAY_NS), NONE_UP,
     } },
-    { "reset-fallback", false, {
+    { "reset-fallback", NULL, {
         OP(FALLBACK_UP), STEP(DELAY_NS), FALLBACK_ACTIVE,
         OP(RESET), NONE_UP,
         OP(FALLBACK_UP), STEP(DELAY_NS - 1), NONE_UP,
         STEP(1), FALLBACK_ACTIVE,
     } },
-    { "set-link-down-wins", false, {
+    { "set-link-down-wins", NULL, {
         LINK("nic0", false), OP(PRIMARY_UP),
         EXPECT("primary", false, false),
         LINK("nic0", true), PRIMARY_ACTIVE,
     } },
-    { "set-link-up-cannot-override", false, {
+    { "set-link-up-cannot-override", NULL, {
         OP(PRIMARY_UP), PRIMARY_ACTIVE,
         LINK("nic1", true), PRIMARY_ACTIVE,
         LINK("hs1", true), PRIMARY_ACTIVE,
         LINK("nic0", true), PRIMARY_ACTIVE,
     } },
-    { "set-link-down-survives-handover", false, {
+    { "set-link-down-survives-handover", NULL, {
         OP(FALLBACK_UP), STEP(DELAY_NS), FALLBACK_ACTIVE,
         LINK("nic0", false), OP(PRIMARY_UP),
         EXPECT("primary", false, false),
@@ -441,48 +579,48 @@ static const Case cases[] = {
         OP(PRIMARY_UP), EXPECT("primary", false, false),
         LINK("nic0", true), PRIMARY_ACTIVE,
     } },
-    { "unplug-primary", false, {
+    { "unplug-primary", NULL, {
         OP(FALLBACK_UP), OP(PRIMARY_UP), PRIMARY_ACTIVE,
         UNPLUG_NIC("nic0"), DISSOLVED(false, true),
         STEP(10 * DELAY_NS), DISSOLVED(false, true),
         OP(RESET), DISSOLVED(false, true),
     } },
-    { "unplug-fallback", false, {
+    { "unplug-fallback", NULL, {
         OP(FALLBACK_UP), STEP(DELAY_NS), FALLBACK_ACTIVE,
         UNPLUG_NIC("nic1"), DISSOLVED(true, false),
         OP(RESET), DISSOLVED(true, false),
     } },
-    { "unplug-keeps-set-link", false, {
+    { "unplug-keeps-set-link", NULL, {
         LINK("nic1", false), OP(PRIMARY_UP), PRIMARY_ACTIVE,
         UNPLUG_NIC("nic0"), DISSOLVED(false, false),
         LINK("nic1", true), DISSOLVED(false, true),
     } },
-    { "replug-primary", false, {
+    { "replug-primary", NULL, {
         OP(FALLBACK_UP), STEP(DELAY_NS), FALLBACK_ACTIVE,
         UNPLUG_NIC("nic0"), DISSOLVED(false, true),
         REPLUG_NIC("nic0"), NONE_UP,
         STEP(DELAY_NS), FALLBACK_ACTIVE,
         OP(PRIMARY_UP), PRIMARY_ACTIVE,
     } },
-    { "replug-fallback", false, {
+    { "replug-fallback", NULL, {
         OP(PRIMARY_UP), PRIMARY_ACTIVE,
         UNPLUG_NIC("nic1"), DISSOLVED(true, false),
         REPLUG_NIC("nic1"), PRIMARY_ACTIVE,
         OP(FALLBACK_UP), OP(PRIMARY_DOWN), NONE_UP,
         STEP(DELAY_NS), FALLBACK_ACTIVE,
     } },
-    { "netdev-del-fallback", false, {
+    { "netdev-del-fallback", NULL, {
         { .op = NETDEV_DEL, .nic = "nic1" },
         OP(FALLBACK_UP), STEP(DELAY_NS), EXPECT("fallback", false, false),
         LINK("nic1", true), EXPECT("fallback", false, false),
         OP(PRIMARY_UP), PRIMARY_ACTIVE,
     } },
-    { "netdev-del-primary", false, {
+    { "netdev-del-primary", NULL, {
         { .op = NETDEV_DEL, .nic = "nic0" },
         OP(PRIMARY_UP), EXPECT("primary", false, false),
         OP(PRIMARY_DOWN), OP(FALLBACK_UP), STEP(DELAY_NS), FALLBACK_ACTIVE,
     } },
-    { "e1000-fallback", true, {
+    { "e1000-fallback", "e1000", {
         OP(FALLBACK_UP), STEP(DELAY_NS - 1),
         EXPECT("none", false, false),
         STEP(1), STEP(DELAY_NS), FALLBACK_ACTIVE,
@@ -573,7 +711,7 @@ static void test_case(gconstpointer opaque)
     const Case *c = opaque;
     Guest g;
 
-    guest_start(&g, c->e1000, "");
+    guest_start(&g, c->fallback, "");
     run_steps(&g, c->steps);
     guest_stop(&g);
 }
@@ -667,13 +805,19 @@ static Outcome outcome(PairState state, Disruption d)
                       &fallback_active };
 }
 
+/* The models the pair's fallback is tested with */
+static const char *const fallback_models[] = {
+    "rtl8139", "e1000", "e1000e", "igb", "vmxnet3",
+};
+
 typedef struct HostileCase {
     PairState state;
     Disruption disruption;
-    bool e1000;
+    const char *fallback;
 } HostileCase;
 
-static HostileCase hostile_cases[2 * PAIR_STATE__MAX * DISRUPTION__MAX];
+static HostileCase hostile_cases[ARRAY_SIZE(fallback_models) *
+                                 PAIR_STATE__MAX * DISRUPTION__MAX];
 
 static void add_steps(Step *steps, int *n, const Step *add, int count)
 {
@@ -717,7 +861,7 @@ static void test_hostile(gconstpointer opaque)
     add_steps(steps, &n, &after, 1);
     add_steps(steps, &n, o.later, 1);
 
-    guest_start(&g, c->e1000, "");
+    guest_start(&g, c->fallback, "");
     run_steps(&g, steps);
     /* A NIC comes back in place of the one unplugged, and the drivers */
     memset(steps, 0, sizeof(steps));
@@ -740,7 +884,7 @@ static void test_event(void)
     QDict *ev, *data;
     int i;
 
-    guest_start(&g, false, "");
+    guest_start(&g, NULL, "");
     primary_driver(&g, true);
     ev = qtest_qmp_eventwait_ref(g.qts, "FAILOVER_PAIR_CHANGED");
     data = qdict_get_qdict(ev, "data");
@@ -780,7 +924,7 @@ static void test_hmp(void)
     g_autofree char *out = NULL;
     g_autofree char *out2 = NULL;
 
-    guest_start(&g, false, "");
+    guest_start(&g, NULL, "");
     primary_driver(&g, true);
     out = qtest_hmp(g.qts, "info failover-pairs");
     g_assert_cmpstr(out, ==,
@@ -806,7 +950,7 @@ static void test_query(void)
     QTestState *none;
     QDict *rsp;
 
-    guest_start(&g, false, "");
+    guest_start(&g, NULL, "");
     fallback_driver(&g, true);
     qtest_clock_step(g.qts, DELAY_NS);
     pair = query_pair(g.qts);
@@ -858,7 +1002,7 @@ static void test_hotplug_refused(void)
     Guest g;
     QDict *rsp;
 
-    guest_start(&g, false, "");
+    guest_start(&g, NULL, "");
     rsp = qtest_qmp(g.qts, "{ 'execute': 'device_add', 'arguments': {"
                     " 'driver': 'failover-pair', 'id': 'pair1',"
                     " 'primary': 'nic0', 'fallback': 'nic1' } }");
@@ -965,7 +1109,7 @@ static void test_storm(gconstpointer opaque)
     int nic0, nic1, bound;
     Guest g;
 
-    guest_start(&g, false, extra);
+    guest_start(&g, NULL, extra);
     qtest_writew(g.qts, STORM_PARAMS,
                  g.primary_bar.addr + VIRTIO_PCI_STATUS);
     qtest_writeb(g.qts, STORM_PARAMS + 2, VIRTIO_STATUS_READY);
@@ -1056,9 +1200,9 @@ static void test_introspect_cycle(void)
 }
 
 /* BAR 0 where the migrated config space puts it */
-static QPCIBar migrated_bar(QPCIDevice *dev)
+static QPCIBar migrated_bar(QPCIDevice *dev, int index)
 {
-    uint32_t addr = qpci_config_readl(dev, PCI_BASE_ADDRESS_0);
+    uint32_t addr = qpci_config_readl(dev, PCI_BASE_ADDRESS_0 + 4 * index);
     QPCIBar bar = { .is_io = addr & PCI_BASE_ADDRESS_SPACE_IO };
 
     bar.addr = addr & (bar.is_io ? PCI_BASE_ADDRESS_IO_MASK :
@@ -1098,10 +1242,11 @@ static void migrate(Guest *src, Guest *dst, const Config *to)
     }
     g_assert_cmpstr(status, ==, "completed");
     if (dst->primary) {
-        dst->primary_bar = migrated_bar(dst->primary);
+        dst->primary_bar = migrated_bar(dst->primary, 0);
     }
     if (dst->fallback) {
-        dst->fallback_bar = migrated_bar(dst->fallback);
+        dst->fallback_bar = migrated_bar(dst->fallback,
+                                         model_bar(dst->fallback_model));
     }
     unlink(sock);
     rmdir(tmpdir);
@@ -1119,7 +1264,7 @@ static void test_migrate_during_delay(void)
     int64_t armed, now;
     g_autofree char *active = NULL;
 
-    guest_start(&src, false, "");
+    guest_start(&src, NULL, "");
     set_link(&src, "nic0", false);
     /* clock_step refuses 0: read the clock with the smallest step */
     armed = qtest_clock_step(src.qts, 1);
@@ -1180,16 +1325,20 @@ static void guest_view(Guest *g, GuestView *v)
     if (!g->fallback) {
         return;
     }
-    if (g->e1000) {
-        v->fallback[0] = qpci_io_readl(g->fallback, g->fallback_bar,
-                                       E1000_STATUS);
-        v->fallback[1] = qpci_io_readl(g->fallback, g->fallback_bar,
-                                       E1000_IMS);
-    } else {
+    if (fallback_is(g, "rtl8139")) {
         v->fallback[0] = qpci_io_readw(g->fallback, g->fallback_bar,
                                        RTL_BASIC_MODE_STATUS);
         v->fallback[1] = qpci_io_readw(g->fallback, g->fallback_bar,
                                        RTL_INTR_STATUS);
+    } else if (fallback_is(g, "vmxnet3")) {
+        v->fallback[0] = fallback_link(g);
+        v->fallback[1] = qpci_io_readl(g->fallback, g->fallback_bar,
+                                       VMXNET3_REG_ECR);
+    } else {
+        v->fallback[0] = qpci_io_readl(g->fallback, g->fallback_bar,
+                                       E1000_STATUS);
+        v->fallback[1] = qpci_io_readl(g->fallback, g->fallback_bar,
+                                       E1000_IMS);
     }
     v->fallback[2] = qpci_config_readw(g->fallback, PCI_STATUS) &
                      PCI_STATUS_INTERRUPT;
@@ -1217,20 +1366,22 @@ static void guest_ack_interrupts(Guest *g)
     if (!g->fallback) {
         return;
     }
-    if (g->e1000) {
-        qpci_io_readl(g->fallback, g->fallback_bar, E1000_ICR);
-    } else {
+    if (fallback_is(g, "rtl8139")) {
         qpci_io_writew(g->fallback, g->fallback_bar, RTL_INTR_STATUS,
                        RTL_INTR_ALL);
+    } else if (fallback_is(g, "vmxnet3")) {
+        qpci_io_writel(g->fallback, g->fallback_bar, VMXNET3_REG_ECR, ~0u);
+    } else {
+        qpci_io_readl(g->fallback, g->fallback_bar, E1000_ICR);
     }
 }
 
 typedef struct StateCase {
     PairState state;
-    bool e1000;
+    const char *fallback;
 } StateCase;
 
-static StateCase state_cases[2 * PAIR_STATE__MAX];
+static StateCase state_cases[ARRAY_SIZE(fallback_models) * PAIR_STATE__MAX];
 
 /*
  * Migration changes nothing the guest sees, in any state of the pair:
@@ -1239,7 +1390,7 @@ static StateCase state_cases[2 * PAIR_STATE__MAX];
 static void test_migrate_state(gconstpointer opaque)
 {
     const StateCase *c = opaque;
-    Config to = { .e1000 = c->e1000 };
+    Config to = { .fallback = c->fallback };
     static const Step settled[PAIR_STATE__MAX][2] = {
         [IDLE] = { NONE_UP },
         [WAITING] = { FALLBACK_ACTIVE },
@@ -1250,7 +1401,7 @@ static void test_migrate_state(gconstpointer opaque)
     GuestView before, after;
     Guest src, dst;
 
-    guest_start(&src, c->e1000, "");
+    guest_start(&src, c->fallback, "");
     run_steps(&src, reach[c->state]);
     guest_ack_interrupts(&src);
     guest_view(&src, &before);
@@ -1267,7 +1418,7 @@ static void test_migrate_state(gconstpointer opaque)
 
 typedef struct DissolveCase {
     PairState state;
-    bool e1000;
+    const char *fallback;
     bool primary;   /* unplug the primary, else the fallback */
 } DissolveCase;
 
@@ -1281,7 +1432,7 @@ static void test_dissolve_migrate(gconstpointer opaque)
 {
     const DissolveCase *c = opaque;
     Config to = {
-        .e1000 = c->e1000,
+        .fallback = c->fallback,
         .no_pair = true,
         .no_primary = c->primary,
         .no_fallback = !c->primary,
@@ -1293,7 +1444,7 @@ static void test_dissolve_migrate(gconstpointer opaque)
     GuestView before, after;
     Guest src, dst;
 
-    guest_start(&src, c->e1000, "");
+    guest_start(&src, c->fallback, "");
     run_steps(&src, reach[c->state]);
     unplug(&src, c->primary);
     run_steps(&src, left[c->primary]);
@@ -1325,11 +1476,11 @@ static void test_dissolve_migrate(gconstpointer opaque)
  */
 static void test_migrate_driver_reset(void)
 {
-    Config to = { .e1000 = true };
+    Config to = { .fallback = "e1000" };
     Guest src, dst;
     QDict *pair;
 
-    guest_start(&src, true, "");
+    guest_start(&src, "e1000", "");
     fallback_driver(&src, true);
     qtest_clock_step(src.qts, DELAY_NS);
     g_assert_true(fallback_link_settled(&src));
@@ -1599,6 +1750,99 @@ static void test_mtu(gconstpointer opaque)
     }
 }
 
+typedef struct ModelCase {
+    const char *name;
+    const char *machine;
+    const char *primary;
+    const char *fallback;
+} ModelCase;
+
+static const ModelCase model_cases[] = {
+    { "q35/virtio-net+e1000e", "q35", "virtio-net-pci", "e1000e" },
+    { "q35/virtio-net+igb", "q35", "virtio-net-pci", "igb" },
+    { "q35/virtio-net+vmxnet3", "q35", "virtio-net-pci", "vmxnet3" },
+    { "pc/e1000e+rtl8139", "pc", "e1000e", "rtl8139" },
+    { "q35/vmxnet3+e1000e", "q35", "vmxnet3", "e1000e" },
+};
+
+/*
+ * Both links down from power-on as the guest reads them; the fallback
+ * after the delay; the primary at once, taking the fallback's link; none
+ * after a reset.
+ */
+static void test_model(gconstpointer opaque)
+{
+    const ModelCase *c = opaque;
+    ModelNic primary = { .model = c->primary };
+    ModelNic fallback = { .model = c->fallback };
+    g_autofree char *active = NULL;
+    QTestState *qts;
+    QPCIBus *bus;
+
+    qts = qtest_initf("-machine %s -nodefaults "
+                      "-netdev user,id=hs0 -netdev user,id=hs1 "
+                      "-device %s%s,id=nic0,netdev=hs0,addr=%d "
+                      "-device %s%s,id=nic1,netdev=hs1,addr=%d "
+                      "-device failover-pair,id=pair0,primary=nic0,"
+                      "fallback=nic1,fallback-delay-ms=%d",
+                      c->machine,
+                      c->primary, g_str_has_prefix(c->primary, "virtio")
+                      ? ",disable-modern=on" : "", PRIMARY_SLOT,
+                      c->fallback, g_str_has_prefix(c->fallback, "virtio")
+                      ? ",disable-modern=on" : "", FALLBACK_SLOT, DELAY_MS);
+    bus = qpci_new_pc(qts, NULL);
+    model_nic_map(bus, &primary, PRIMARY_SLOT);
+    model_nic_map(bus, &fallback, FALLBACK_SLOT);
+
+    g_assert_false(model_link(&primary));
+    g_assert_false(model_link(&fallback));
+
+    model_driver(qts, &fallback, true);
+    qtest_clock_step(qts, DELAY_NS - 1);
+    g_assert_false(model_link(&fallback));
+    qtest_clock_step(qts, 1);
+    active = pair_active(qts);
+    g_assert_cmpstr(active, ==, "fallback");
+    g_assert_true(model_link_settled(qts, &fallback));
+    g_assert_false(model_link(&primary));
+
+    model_driver(qts, &primary, true);
+    g_free(active);
+    active = pair_active(qts);
+    g_assert_cmpstr(active, ==, "primary");
+    g_assert_false(model_link(&fallback));
+    g_assert_true(model_link_settled(qts, &primary));
+
+    /* The primary's driver goes: the fallback gets the link back */
+    model_driver(qts, &primary, false);
+    qtest_clock_step(qts, DELAY_NS);
+    g_free(active);
+    active = pair_active(qts);
+    g_assert_cmpstr(active, ==, "fallback");
+    g_assert_false(model_link(&primary));
+    g_assert_true(model_link_settled(qts, &fallback));
+
+    qtest_qmp_assert_success(qts, "{ 'execute': 'system_reset' }");
+    qtest_qmp_eventwait(qts, "RESET");
+    g_free(active);
+    active = pair_active(qts);
+    g_assert_cmpstr(active, ==, "none");
+    /* The reset unmapped the BARs: map them again, as firmware would */
+    primary.bar = qpci_iomap(primary.dev, model_bar(primary.model), NULL);
+    fallback.bar = qpci_iomap(fallback.dev, model_bar(fallback.model), NULL);
+    qpci_device_enable(primary.dev);
+    qpci_device_enable(fallback.dev);
+    g_assert_false(model_link(&primary));
+    g_assert_false(model_link(&fallback));
+
+    qpci_iounmap(primary.dev, primary.bar);
+    qpci_iounmap(fallback.dev, fallback.bar);
+    g_free(primary.dev);
+    g_free(fallback.dev);
+    qpci_free_pc(bus);
+    qtest_quit(qts);
+}
+
 /* A bad -device line, and the text its error must contain */
 typedef struct BadCase {
     const char *name;
@@ -1617,8 +1861,6 @@ static const BadCase bad_cases[] = {
       "primary and fallback are both 'nic0'" },
     { "not-a-nic", "primary=nic0,fallback=ser0",
       "fallback 'ser0' is not a NIC" },
-    { "primary-not-virtio", "primary=nic1,fallback=nic0",
-      "primary 'nic1' (rtl8139) is not a virtio-net NIC" },
     { "fallback-no-status", "primary=nic0,fallback=nic2",
       "fallback 'nic2' (ne2k_pci) does not report guest driver status" },
     { "already-paired", "primary=nic0,fallback=nic1 "
@@ -1695,6 +1937,16 @@ int main(int argc, char **argv)
                                                 cases[i].name);
         qtest_add_data_func(path, &cases[i], test_case);
     }
+    for (i = 0; i < ARRAY_SIZE(model_cases); i++) {
+        const ModelCase *c = &model_cases[i];
+        g_autofree char *path = g_strdup_printf("/failover-pair/model/%s",
+                                                c->name);
+
+        if (qtest_has_machine(c->machine) && qtest_has_device(c->primary) &&
+            qtest_has_device(c->fallback)) {
+            qtest_add_data_func(path, c, test_model);
+        }
+    }
     qtest_add_func("/failover-pair/event", test_event);
     qtest_add_func("/failover-pair/hmp", test_hmp);
     qtest_add_func("/failover-pair/query", test_query);
@@ -1725,22 +1977,21 @@ int main(int argc, char **argv)
         StateCase *c = &state_cases[i];
         g_autofree char *path = NULL;
 
-        c->e1000 = i / PAIR_STATE__MAX;
+        c->fallback = fallback_models[i / PAIR_STATE__MAX];
         c->state = i % PAIR_STATE__MAX;
         path = g_strdup_printf("/failover-pair/migrate/%s/%s",
-                               c->e1000 ? "e1000" : "rtl8139",
-                               state_names[c->state]);
+                               c->fallback, state_names[c->state]);
         qtest_add_data_func(path, c, test_migrate_state);
     }
     for (i = 0; i < ARRAY_SIZE(dissolve_cases); i++) {
         DissolveCase *c = &dissolve_cases[i];
         g_autofree char *path = NULL;
 
-        c->e1000 = i / (2 * PAIR_STATE__MAX);
+        c->fallback = fallback_models[i / (2 * PAIR_STATE__MAX)];
         c->primary = i / PAIR_STATE__MAX % 2;
         c->state = i % PAIR_STATE__MAX;
         path = g_strdup_printf("/failover-pair/dissolve/%s/%s/%s-unplug",
-                               c->e1000 ? "e1000" : "rtl8139",
+                               c->fallback,
                                state_names[c->state],
                                c->primary ? "primary" : "fallback");
         qtest_add_data_func(path, c, test_dissolve_migrate);
@@ -1749,11 +2000,11 @@ int main(int argc, char **argv)
         HostileCase *c = &hostile_cases[i];
         g_autofree char *path = NULL;
 
-        c->e1000 = i / (PAIR_STATE__MAX * DISRUPTION__MAX);
+        c->fallback = fallback_models[i / (PAIR_STATE__MAX * DISRUPTION__MAX)];
         c->state = i / DISRUPTION__MAX % PAIR_STATE__MAX;
         c->disruption = i % DISRUPTION__MAX;
         path = g_strdup_printf("/failover-pair/hostile/%s/%s/%s",
-                               c->e1000 ? "e1000" : "rtl8139",
+                               c->fallback,
                                state_names[c->state],
                                disruption_names[c->disruption]);
         qtest_add_data_func(path, c, test_hostile);

@@ -26,7 +26,8 @@ from qemu_test import wait_for_console_pattern
 
 MAC = '52:54:00:12:34:56'
 FALLBACK_DELAY = 0.5
-LEGACY_DRIVERS = {'rtl8139': '8139cp', 'e1000': 'e1000'}
+LEGACY_DRIVERS = {'rtl8139': '8139cp', 'e1000': 'e1000', 'e1000e': 'e1000e',
+                  'igb': 'igb', 'vmxnet3': 'vmxnet3'}
 
 
 def stamp(event):
@@ -51,15 +52,15 @@ class FailoverPair(QemuSystemTest):
         'e073b7cd71a8c37569e03b4080a69cfce606a89f3ce8a5848fd1e4eaeea5d771')
     ASSET_INITRD = Asset(
         'make guest: initramfs.gz',
-        '65c0618ad67e566020572dad7e9d448cec1ef409f2d2196e5cdd12bff6b9d055')
+        '4e5b4717cb87290b489cc1ce6d80434693103281be0b5bfddabfb644be5dbd4e')
 
     def setUp(self):
         super().setUp()
         self.events = []
 
-    def launch(self, load, legacy='rtl8139', extra=''):
+    def launch(self, load, legacy='rtl8139', extra='', machine='pc'):
         """Boot with the drivers LOAD (comma-separated) loaded by /init."""
-        self.set_machine('pc')
+        self.set_machine(machine)
         self.require_device('failover-pair')
         self.require_netdev('user')
         self.vm.set_console()
@@ -148,9 +149,9 @@ class FailoverPair(QemuSystemTest):
         self.assertEqual([a for _, a in self.pair_events('primary')],
                          ['primary'])
 
-    def check_legacy_only(self, legacy):
+    def check_legacy_only(self, legacy, machine='pc'):
         driver = LEGACY_DRIVERS[legacy]
-        self.launch(driver, legacy=legacy)
+        self.launch(driver, legacy=legacy, machine=machine)
         self.wait_traffic(driver, failure='driver=virtio_net')
         self.assert_carrier('virtio_net', 'none')
         self.assert_pair('fallback', vnet0='none', legacy0='ready')
@@ -170,6 +171,28 @@ class FailoverPair(QemuSystemTest):
 
     def test_legacy_only_e1000(self):
         self.check_legacy_only('e1000')
+
+    def check_q35_model(self, legacy):
+        """The NIC a q35 guest without virtio drivers gets, then virtio-net
+        when its driver comes."""
+        driver = LEGACY_DRIVERS[legacy]
+        self.check_legacy_only(legacy, machine='q35')
+        exec_command_and_wait_for_pattern(
+            self, 'modprobe -a virtio_pci virtio_net', 'driver=virtio_net ok')
+        self.assert_carrier(driver, '0')
+        self.assert_pair('primary', vnet0='ready', legacy0='ready')
+        changes = [a for _, a in self.pair_events('primary')]
+        self.assertEqual(changes[:1], ['fallback'])
+        self.assertEqual(changes[-1:], ['primary'])
+
+    def test_q35_e1000e(self):
+        self.check_q35_model('e1000e')
+
+    def test_q35_igb(self):
+        self.check_q35_model('igb')
+
+    def test_q35_vmxnet3(self):
+        self.check_q35_model('vmxnet3')
 
     def test_virtio_loaded_late(self):
         self.launch('8139cp')

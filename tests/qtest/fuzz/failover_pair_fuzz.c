@@ -6,11 +6,11 @@
  * SPDX-License-Identifier: GPL-2.0-or-later
  *
  * The input is a sequence of 8-byte operations on a machine with a
- * virtio-net NIC and a legacy NIC (rtl8139 or e1000) joined in a
- * failover pair: the guest side (PCI config space, I/O and MMIO accesses
- * to the NICs' BARs, writes to the registers their drivers bring them up
- * with, virtual clock steps) and the management side (set_link, NIC
- * unplug and plug, system_reset).
+ * virtio-net NIC and a fallback NIC (rtl8139, e1000, e1000e, igb or
+ * vmxnet3) joined in a failover pair: the guest side (PCI config space,
+ * I/O and MMIO accesses to the NICs' register BARs, writes to the
+ * registers their drivers bring them up with, virtual clock steps) and
+ * the management side (set_link, NIC unplug and plug, system_reset).
  *
  * Besides crashes and sanitizer reports, the pair's promise is checked
  * after every operation, while the pair is formed: at most one of its
@@ -73,7 +73,13 @@ typedef struct FuzzNic {
 static const char *fallback_model;
 static const int slots[] = { PRIMARY_SLOT, FALLBACK_SLOT };
 
-/* What firmware does: enable the NICs still there and map their BAR 0 */
+/* vmxnet3's driver registers are in BAR 1, the others' in BAR 0 */
+static int fuzz_bar(bool primary)
+{
+    return !primary && !strcmp(fallback_model, "vmxnet3");
+}
+
+/* What firmware does: enable the NICs still there and map their BARs */
 static QPCIBus *fuzz_map(QTestState *s, QPCIBus *bus, FuzzNic *nics)
 {
     int i;
@@ -92,7 +98,8 @@ static QPCIBus *fuzz_map(QTestState *s, QPCIBus *bus, FuzzNic *nics)
         nic->unplugged = !nic->dev;
         if (nic->dev) {
             qpci_device_enable(nic->dev);
-            nic->bar = qpci_iomap(nic->dev, 0, &nic->bar_size);
+            nic->bar = qpci_iomap(nic->dev, fuzz_bar(i == 0),
+                                  &nic->bar_size);
         }
     }
     return bus;
@@ -144,18 +151,30 @@ static void fuzz_pci_write(FuzzNic *nic, const FuzzOp *o)
 
 /*
  * The registers whose writes change the driver status: virtio's device
- * status, rtl8139's ChipCmd, e1000's CTRL, RCTL or TCTL.
+ * status, rtl8139's ChipCmd, e1000's CTRL, RCTL or TCTL, e1000e's and
+ * igb's CTRL_EXT as well, vmxnet3's revision selection, shared memory
+ * address or command (one of its commands: a random value rarely is).
  */
 static void fuzz_driver(FuzzNic *nic, bool primary, const FuzzOp *o)
 {
-    static const uint16_t e1000_regs[] = { 0x0, 0x100, 0x400 };
+    static const uint16_t e1000_regs[] = { 0x0, 0x100, 0x400, 0x18 };
+    static const uint16_t vmxnet3_regs[] = { 0x0, 0x10, 0x18, 0x20 };
+    uint16_t reg;
 
     if (primary) {
         qpci_io_writeb(nic->dev, nic->bar, 18, o->value);
     } else if (!strcmp(fallback_model, "rtl8139")) {
         qpci_io_writeb(nic->dev, nic->bar, 0x37, o->value);
-    } else {
+    } else if (!strcmp(fallback_model, "e1000")) {
         qpci_io_writel(nic->dev, nic->bar, e1000_regs[o->offset % 3],
+                       o->value);
+    } else if (!strcmp(fallback_model, "vmxnet3")) {
+        reg = vmxnet3_regs[o->offset % 4];
+        qpci_io_writel(nic->dev, nic->bar, reg, reg != 0x20 ? o->value :
+                       (o->value & 1 ? 0xcafe0000 : 0xf00d0000) |
+                       (o->value >> 1) % 12);
+    } else {
+        qpci_io_writel(nic->dev, nic->bar, e1000_regs[o->offset % 4],
                        o->value);
     }
 }
@@ -327,7 +346,9 @@ static GString *failover_pair_cmdline(FuzzTarget *t)
 
 static void register_failover_pair_fuzz_targets(void)
 {
-    static const char *const models[] = { "rtl8139", "e1000" };
+    static const char *const models[] = {
+        "rtl8139", "e1000", "e1000e", "igb", "vmxnet3",
+    };
     int i;
 
     for (i = 0; i < ARRAY_SIZE(models); i++) {
