@@ -361,6 +361,16 @@ def test_legacy_only(machine: Machine) -> None:
     machine.assert_links((False, True), "later")
 
 
+def vnet_up_at_once(machine: Machine, what: str) -> None:
+    """The primary's driver gets ready: its link up, the fallback's down,
+    within PROMPT."""
+    start = time.monotonic()
+    machine.vnet_up()
+    machine.settle()
+    took = machine.wait_links((True, False), timeout=DELAY, since=start)
+    assert took <= PROMPT, f"{what} after {took:.3f} s"
+
+
 def test_primary_ready(machine: Machine) -> None:
     """Primary driver ready: primary up, fallback down, at once."""
     machine.start_tool()
@@ -368,11 +378,7 @@ def test_primary_ready(machine: Machine) -> None:
     machine.rtl_up()
     machine.settle()
     machine.wait_links((False, True), timeout=DELAY + PROMPT + 1)
-    start = time.monotonic()
-    machine.vnet_up()
-    machine.settle()
-    took = machine.wait_links((True, False), timeout=DELAY, since=start)
-    assert took <= PROMPT, f"primary took over after {took:.3f} s"
+    vnet_up_at_once(machine, "primary took over")
     machine.wait_log(r'active=primary \(vnet0 ready\)')
     time.sleep(DELAY + PROMPT)
     machine.assert_links((True, False), "later")
@@ -382,25 +388,26 @@ def test_primary_ready_first(machine: Machine) -> None:
     """Primary ready before the fallback: the fallback never comes up."""
     machine.start_tool()
     machine.tool_started()
-    start = time.monotonic()
-    machine.vnet_up()
-    machine.settle()
-    took = machine.wait_links((True, False), timeout=DELAY, since=start)
-    assert took <= PROMPT, f"primary up after {took:.3f} s"
+    vnet_up_at_once(machine, "primary up")
     machine.rtl_up()
     machine.settle()
     time.sleep(DELAY + PROMPT)
     machine.assert_links((True, False), "fallback ready too")
 
 
-def test_primary_leaves(machine: Machine) -> None:
-    """Primary driver gone: primary down at once, fallback after delay."""
+def both_drivers_up(machine: Machine) -> None:
+    """The tool runs and both drivers are ready: the primary has the link."""
     machine.start_tool()
     machine.tool_started()
     machine.rtl_up()
     machine.vnet_up()
     machine.settle()
     machine.wait_links((True, False), timeout=PROMPT + 1)
+
+
+def test_primary_leaves(machine: Machine) -> None:
+    """Primary driver gone: primary down at once, fallback after delay."""
+    both_drivers_up(machine)
     start = time.monotonic()
     machine.vnet_reset()
     machine.settle()
@@ -414,12 +421,7 @@ def test_primary_leaves(machine: Machine) -> None:
 
 def test_reset(machine: Machine) -> None:
     """system_reset: both links down, and they stay down."""
-    machine.start_tool()
-    machine.tool_started()
-    machine.rtl_up()
-    machine.vnet_up()
-    machine.settle()
-    machine.wait_links((True, False), timeout=PROMPT + 1)
+    both_drivers_up(machine)
     start = time.monotonic()
     machine.reset()
     took = machine.wait_links((False, False), timeout=DELAY, since=start)
