@@ -57,13 +57,17 @@ FIRMWARE_DIRS := /usr/share/seabios /usr/lib/ipxe/qemu
 BUNDLE_DATADIR := qemu-bundle/usr/local/share/qemu
 DATADIR := $(OBJ)/$(BUNDLE_DATADIR)
 
-# Project qtests, then upstream's own NIC qtests as regression guards
-# (e1000-test and virtio-net-test are libqos tests, run by qos-test;
-# qmp-cmd-test, test-hmp and device-introspect-test call every query,
-# every info command and create every device type).
-QTESTS := driver-status-test failover-pair-test
+# Project qtests, then upstream's own qtests of what the series touches
+# as regression guards (e1000-test and virtio-net-test are libqos tests,
+# run by qos-test; qmp-cmd-test, test-hmp and device-introspect-test call
+# every query, every info command and create every device type;
+# netdev-socket covers the stream backend, test-netfilter,
+# test-filter-mirror and test-filter-redirector the link of net clients,
+# device-plug-test unplug).
+QTESTS := driver-status-test failover-pair-test nic-migration-compat-test
 QTESTS_UPSTREAM := rtl8139-test virtio-net-failover qos-test qmp-cmd-test \
-	test-hmp device-introspect-test
+	test-hmp device-introspect-test netdev-socket test-netfilter \
+	test-filter-mirror test-filter-redirector device-plug-test
 
 .PHONY: help deps fetch prepare build docs guest functional e2e check \
 	series bisect \
@@ -167,10 +171,11 @@ fuzz: build-san
 	@sh build-glue/fuzz.sh $(SAN) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 ## check     build, run every test suite, verify the exported series
-check: build build-san docs series guest
+check: build build-san pristine docs series guest
 	@CHECK_FUZZ_SECONDS=$(CHECK_FUZZ_SECONDS) \
 		SAN="$(SAN)" SAN_QTESTS="$(SAN_QTESTS)" \
 		FUZZ_TARGETS="$(FUZZ_TARGETS)" \
+		PRISTINE_QEMU=$(PRISTINE)/qemu-system-x86_64 \
 		sh build-glue/check.sh $(OBJ) "$(QTESTS) $(QTESTS_UPSTREAM)" \
 		$(GUEST)
 
@@ -198,7 +203,8 @@ demo: build guest
 		--guest $(GUEST)/guest $(if $(DEMO_NET),--net $(DEMO_NET))
 
 ## pristine  build/pristine/qemu-system-x86_64: QEMU at `base`, without the
-##           series (git archive of build/src, same flags; for make bench)
+##           series (git archive of build/src, same flags; for make bench
+##           and make check's migration to and from QEMU without it)
 pristine: $(if $(BENCH_NOBUILD),,prepare)
 	@$(SHELL) build-glue/pristine.sh $(SRC) $(PRISTINE)/src
 	$(call configure-qemu,$(PRISTINE)/qemu)

@@ -128,6 +128,18 @@ for t in $qtests; do
     run "$t" "$obj/tests/qtest/$t"
 done
 
+# Migration to and from QEMU without the series (PRISTINE_QEMU), each way,
+# as upstream's migration-compat job runs migration-test
+if [ -n "${PRISTINE_QEMU:-}" ]; then
+    pristine=$(cd "$(dirname "$PRISTINE_QEMU")" && pwd)/${PRISTINE_QEMU##*/}
+    run compat-from-pristine env QTEST_QEMU_BINARY_SRC="$pristine" \
+        QTEST_QEMU_BINARY_DST="$QTEST_QEMU_BINARY" \
+        "$obj/tests/qtest/nic-migration-compat-test"
+    run compat-to-pristine env QTEST_QEMU_BINARY_SRC="$QTEST_QEMU_BINARY" \
+        QTEST_QEMU_BINARY_DST="$pristine" \
+        "$obj/tests/qtest/nic-migration-compat-test"
+fi
+
 here=$(dirname "$0")
 harness=$here/../harness
 

@@ -22,8 +22,9 @@ Subcommands:
     import    write the commits base..HEAD of build/src back to the
               repository (patches/, patches/series and the overlay)
     export    write the series as git format-patch files to build/series
-    verify    check that the exported series applies to pristine upstream
-              and reproduces build/src exactly
+    verify    check that the exported series applies to base (upstream
+              with what patches/local brings from upstream's master) and
+              reproduces build/src exactly
 """
 
 import argparse
@@ -436,7 +437,8 @@ def cmd_export(args):
     blurb = open(os.path.join(PATCHES, 'cover-letter.txt')).read()
     subject, body = blurb.split('\n', 1)
     text = text.replace('*** SUBJECT HERE ***', subject.strip())
-    body = body.strip() + ('\n\nBased on upstream QEMU v%s.\n'
+    body = body.strip() + ('\n\nBased on upstream QEMU v%s and the 11.0 '
+                           'machine types of its master.\n'
                            % UPSTREAM['QEMU_VERSION'])
     text = re.sub(r'\*\*\* BLURB HERE \*\*\*\n', lambda m: body, text)
     with open(cover, 'w') as f:
@@ -445,12 +447,15 @@ def cmd_export(args):
 
 
 def cmd_verify(args):
-    """Apply the exported series to pristine upstream with git am."""
+    """Apply the exported series to base with git am."""
     tree = os.path.join(BUILD, 'verify')
     if os.path.isdir(tree):
         git('worktree', 'remove', '--force', tree, check=False)
         shutil.rmtree(tree, ignore_errors=True)
-    git('worktree', 'add', '-q', '--detach', tree, 'upstream')
+    # The series goes on base: its compat properties go in the compat
+    # array of the last release, which upstream's master adds and
+    # patches/local brings in.
+    git('worktree', 'add', '-q', '--detach', tree, 'base')
     series = os.path.abspath(args.series)
     patches = sorted(os.path.join(series, p)
                      for p in os.listdir(series)
@@ -458,11 +463,8 @@ def cmd_verify(args):
     res = subprocess.run(['git'] + GIT_ID + ['am', '-q'] + patches,
                          cwd=tree, text=True, capture_output=True)
     if res.returncode != 0:
-        raise QueueError('the series does not apply to pristine upstream:\n'
+        raise QueueError('the series does not apply to base:\n'
                          + res.stdout + res.stderr)
-    # Put the local build fixes and files on top: the result must be
-    # build/src.
-    add_local(tree)
     mine = git('rev-parse', 'HEAD^{tree}', cwd=tree).strip()
     built = git('rev-parse', 'HEAD^{tree}').strip()
     if mine != built:
@@ -470,8 +472,8 @@ def cmd_verify(args):
         raise QueueError('the series on pristine upstream differs from the '
                          'tree that was built:\n' + diff)
     git('worktree', 'remove', '--force', tree)
-    print('%d patches apply to pristine upstream %s and reproduce the '
-          'built tree' % (len(patches), UPSTREAM['QEMU_VERSION']))
+    print('%d patches apply to base (upstream %s and patches/local) and '
+          'reproduce the built tree' % (len(patches), UPSTREAM['QEMU_VERSION']))
 
 
 def main():

@@ -21,9 +21,6 @@
 #include "qemu/module.h"
 #include "trace.h"
 
-/* Before the status came from the migration stream, or not */
-#define DRIVER_STATUS_UNKNOWN UINT8_MAX
-
 static NotifierList driver_status_listeners =
     NOTIFIER_LIST_INITIALIZER(driver_status_listeners);
 
@@ -104,33 +101,55 @@ void driver_status_remove_listener(Notifier *n)
     notifier_remove(n);
 }
 
+bool driver_status_needed(const DriverStatusState *ds,
+                          GuestDriverStatus from_registers)
+{
+    return ds->migrate && ds->status != from_registers;
+}
+
 void driver_status_pre_load(DriverStatusState *ds)
 {
-    ds->status = DRIVER_STATUS_UNKNOWN;
+    ds->loaded = false;
 }
 
 void driver_status_post_load(DriverStatusState *ds,
                              GuestDriverStatus from_registers)
 {
-    if (ds->status == DRIVER_STATUS_UNKNOWN) {
-        ds->status = from_registers;
-    }
+    ds->status = ds->loaded ? ds->stream_status : from_registers;
+    ds->loaded = false;
+}
+
+static int driver_status_state_pre_save(void *opaque)
+{
+    DriverStatusState *ds = opaque;
+
+    ds->stream_status = ds->status;
+    return 0;
 }
 
 static int driver_status_state_post_load(void *opaque, int version_id)
 {
     DriverStatusState *ds = opaque;
 
-    return ds->status < GUEST_DRIVER_STATUS__MAX ? 0 : -EINVAL;
+    if (ds->stream_status >= GUEST_DRIVER_STATUS__MAX) {
+        return -EINVAL;
+    }
+    ds->loaded = true;
+    return 0;
 }
 
+/*
+ * The status is a byte on the wire.  It is loaded aside and taken only
+ * in the device's post_load, once the whole device state has arrived.
+ */
 const VMStateDescription vmstate_driver_status = {
     .name = "driver-status",
     .version_id = 1,
     .minimum_version_id = 1,
+    .pre_save = driver_status_state_pre_save,
     .post_load = driver_status_state_post_load,
     .fields = (const VMStateField[]) {
-        VMSTATE_UINT8(status, DriverStatusState),
+        VMSTATE_UINT8(stream_status, DriverStatusState),
         VMSTATE_END_OF_LIST()
     },
 };

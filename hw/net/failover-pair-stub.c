@@ -7,7 +7,7 @@
  */
 
 #include "qemu/osdep.h"
-#include "qapi/qapi-commands-net.h"
+#include "qapi/qapi-commands-failover-pair.h"
 
 FailoverPairInfoList *qmp_query_failover_pairs(Error **errp)
 {

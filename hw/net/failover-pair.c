@@ -44,8 +44,8 @@
 
 #include "qemu/osdep.h"
 #include "qapi/error.h"
-#include "qapi/qapi-commands-net.h"
-#include "qapi/qapi-events-net.h"
+#include "qapi/qapi-commands-failover-pair.h"
+#include "qapi/qapi-events-failover-pair.h"
 #include "qemu/error-report.h"
 #include "qemu/main-loop.h"
 #include "qemu/queue.h"

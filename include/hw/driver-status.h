@@ -33,17 +33,33 @@ DECLARE_CLASS_CHECKERS(DriverStatusReporterClass, DRIVER_STATUS_REPORTER,
 
 /**
  * DriverStatusState:
- * @status: the #GuestDriverStatus; a byte, so that it migrates as one
+ * @status: the #GuestDriverStatus; always a valid one
  * @dev: the device the user created, which events and queries name;
  *     set by driver_status_init() at realize
+ * @migrate: the device's migrate-driver-status property: whether
+ *     the status may travel in a subsection of its own (off on the
+ *     machine types of releases without it)
+ * @loaded: whether an incoming migration stream carried the status
+ * @stream_status: the status as the stream carries it
  *
  * What a reporting device keeps, as a member of its own state.
  * Zero-initialised, it holds %GUEST_DRIVER_STATUS_NONE.
  */
 typedef struct DriverStatusState {
-    uint8_t status;
+    GuestDriverStatus status;
     DeviceState *dev;
+    bool migrate;
+    bool loaded;
+    uint8_t stream_status;
 } DriverStatusState;
+
+/*
+ * The property of a reporting device that lets its status migrate on
+ * its own: on by default, off in hw_compat_10_2, so that a VM on an
+ * older machine type migrates to and from QEMU without driver status.
+ */
+#define DEFINE_PROP_DRIVER_STATUS(_state, _field)                          \
+    DEFINE_PROP_BOOL("migrate-driver-status", _state, _field.migrate, true)
 
 /**
  * DriverStatusReporterClass:
@@ -142,19 +158,32 @@ void driver_status_remove_listener(Notifier *n);
  * that streams from and to QEMU without driver status stay the same.
  * When they cannot (a driver that reset the device and has not
  * enabled anything yet), the device sends the status in a subsection
- * of its own made of VMSTATE_DRIVER_STATUS(), needed when
- * driver_status_get() differs from what the registers give.
+ * of its own made of VMSTATE_DRIVER_STATUS(), whose .needed is
+ * driver_status_needed().
  *
  * driver_status_pre_load() and driver_status_post_load() go into the
  * device's pre_load and post_load: the status comes from the
  * subsection if it was sent, from @from_registers otherwise, and no
- * event is sent either way.
+ * event is sent either way.  Until post_load, the status stays what
+ * it was, so that a failed incoming migration leaves a valid one.
  */
 extern const VMStateDescription vmstate_driver_status;
 
 #define VMSTATE_DRIVER_STATUS(_field, _state)                              \
     VMSTATE_STRUCT(_field, _state, 1, vmstate_driver_status,              \
                    DriverStatusState)
+
+/**
+ * driver_status_needed:
+ * @ds: a device's driver status
+ * @from_registers: the status the device's registers imply
+ *
+ * Returns: whether the device's driver status subsection must be
+ * sent: the registers do not tell the status, and the machine type
+ * lets it migrate (migrate-driver-status).
+ */
+bool driver_status_needed(const DriverStatusState *ds,
+                          GuestDriverStatus from_registers);
 
 void driver_status_pre_load(DriverStatusState *ds);
 void driver_status_post_load(DriverStatusState *ds,

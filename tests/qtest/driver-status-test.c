@@ -961,6 +961,136 @@ static void test_migrate(const void *data)
     rmdir(tmpdir);
 }
 
+static char *migration_status(QTestState *qts)
+{
+    QDict *rsp = qtest_qmp_assert_success_ref(qts,
+                                              "{ 'execute': 'query-migrate' }");
+    char *status = g_strdup(qdict_get_try_str(rsp, "status"));
+
+    qobject_unref(rsp);
+    return status;
+}
+
+static void wait_migration(QTestState *qts, const char *expected)
+{
+    for (;;) {
+        g_autofree char *status = migration_status(qts);
+
+        if (status && (g_str_equal(status, "completed") ||
+                       g_str_equal(status, "failed"))) {
+            g_assert_cmpstr(status, ==, expected);
+            return;
+        }
+        g_usleep(10 * 1000);
+    }
+}
+
+typedef struct FailedCase {
+    /* The section the stream is cut in, and its device */
+    const char *idstr;
+    const char *path;
+} FailedCase;
+
+static const FailedCase failed_cases[] = {
+    { "0000:00:04.0/e1000", E1000_PATH },
+    { "0000:00:05.0/virtio-net", VIO_PATH },
+};
+
+/*
+ * An incoming migration that fails halfway through a device's state, after
+ * its pre_load and before its post_load, leaves the device's status as it
+ * was: the query and the HMP command answer, and QEMU keeps running.
+ */
+static void test_migrate_failed(const void *data)
+{
+    const FailedCase *c = data;
+    const char *idstr = c->idstr;
+    g_autofree char *args = g_strdup_printf("-incoming defer %s",
+                                            RTL_ARGS E1000_ARGS VIO_ARGS);
+    g_autofree char *tmpdir = g_dir_make_tmp("driver-status-XXXXXX", NULL);
+    g_autofree char *whole = g_strdup_printf("%s/whole", tmpdir);
+    g_autofree char *cut = g_strdup_printf("%s/cut", tmpdir);
+    g_autofree char *uri = g_strdup_printf("file:%s", whole);
+    g_autofree char *cut_uri = g_strdup_printf("file:%s", cut);
+    g_autofree char *stream = NULL;
+    g_autofree char *hmp = NULL;
+    g_autofree char *needle = NULL;
+    QPCIAddress addr = { .devfn = QPCI_DEVFN(5, 0) };
+    QVirtioPCIDevice *dev;
+    const char *section;
+    TestMachine m = { };
+    TestMachine to = { };
+    const char *paths[] = { RTL_PATH, E1000_PATH, VIO_PATH };
+    gsize len;
+    QList *list;
+    int i;
+
+    g_assert_nonnull(tmpdir);
+    machine_start_pci(&m, RTL_ARGS E1000_ARGS VIO_ARGS, 3, 0);
+    dev = virtio_pci_new(m.pcibus, &addr);
+    g_assert_nonnull(dev);
+    qvirtio_pci_device_enable(dev);
+    migrate_setup_reset(&m, dev);
+    /* The events of the bring-up, after a command that collects them */
+    qobject_unref(query_driver_status(m.qts));
+    while (!g_queue_is_empty(&m.events)) {
+        QDict *ev = g_queue_pop_head(&m.events);
+
+        qobject_unref(ev);
+    }
+    qtest_qmp_assert_success(m.qts, "{ 'execute': 'migrate',"
+                             "  'arguments': { 'uri': %s } }", uri);
+    wait_migration(m.qts, "completed");
+
+    /*
+     * Cut the stream a few bytes into the device's section, whose header
+     * has the length of its name, the name and instance 0 (a RAM block's
+     * name, such as the device's ROM's, has more after it)
+     */
+    g_assert_true(g_file_get_contents(whole, &stream, &len, NULL));
+    needle = g_malloc0(strlen(idstr) + 5);
+    needle[0] = strlen(idstr);
+    memcpy(needle + 1, idstr, strlen(idstr));
+    section = memmem(stream, len, needle, strlen(idstr) + 5);
+    g_assert_nonnull(section);
+    g_assert_true(g_file_set_contents(cut, stream,
+                                      section - stream + strlen(idstr) + 16,
+                                      NULL));
+
+    machine_start(&to, args);
+    qtest_qmp_assert_success(to.qts, "{ 'execute': 'migrate-incoming',"
+                             "  'arguments': { 'uri': %s,"
+                             "                 'exit-on-error': false } }",
+                             cut_uri);
+    wait_migration(to.qts, "failed");
+
+    /* Devices before the cut got their state, the others kept theirs */
+    list = query_driver_status(to.qts);
+    g_assert_cmpint(qlist_size(list), ==, 3);
+    for (i = 0; i < ARRAY_SIZE(paths); i++) {
+        const char *status = find_status(list, paths[i]);
+
+        g_assert_true(g_str_equal(status, "none") ||
+                      g_str_equal(status, "initializing"));
+    }
+    g_assert_cmpstr(find_status(list, c->path), ==, "none");
+    qobject_unref(list);
+    hmp = qtest_hmp(to.qts, "info driver-status");
+    g_assert_nonnull(strstr(hmp, "rtl0 (" RTL_PATH "): "));
+    g_assert_nonnull(strstr(hmp, "e1k0 (" E1000_PATH "): "));
+    g_assert_nonnull(strstr(hmp, "vio0 (" VIO_PATH "): "));
+    check_no_event(&to);
+
+    machine_stop(&to);
+    qvirtio_pci_device_disable(dev);
+    g_free(dev->pdev);
+    g_free(dev);
+    machine_stop(&m);
+    unlink(whole);
+    unlink(cut);
+    rmdir(tmpdir);
+}
+
 /*
  * Every virtio device reports, named after its transport proxy: here a
  * virtio-rng-pci, whose driver status tells management that the guest
@@ -1059,6 +1189,10 @@ int main(int argc, char **argv)
 
         qtest_add_data_func(path, &migrate_cases[i], test_migrate);
     }
+    qtest_add_data_func("driver-status/migrate/failed-incoming/e1000",
+                        &failed_cases[0], test_migrate_failed);
+    qtest_add_data_func("driver-status/migrate/failed-incoming/virtio-net",
+                        &failed_cases[1], test_migrate_failed);
     if (qtest_has_device("virtio-rng-pci")) {
         qtest_add_func("driver-status/virtio-rng", test_virtio_rng);
     }
