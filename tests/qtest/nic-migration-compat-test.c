@@ -159,8 +159,8 @@ static void rtl8139_close(Nic *n)
 
 static void rtl8139_read(Nic *n, GString *regs)
 {
-    g_string_append_printf(regs, "ChipCmd=%#x CpCmd=%#x MediaStatus=%#x "
-                           "BMSR=%#x TxConfig=%#x RxConfig=%#x",
+    g_string_append_printf(regs, "ChipCmd=0x%x CpCmd=0x%x MediaStatus=0x%x "
+                           "BMSR=0x%x TxConfig=0x%x RxConfig=0x%x",
                            qpci_io_readb(n->pdev, n->bar, RTL8139_CHIPCMD),
                            qpci_io_readw(n->pdev, n->bar, RTL8139_CPCMD),
                            qpci_io_readb(n->pdev, n->bar,
@@ -245,11 +245,11 @@ static void e1000_read(Nic *n, GString *regs)
     int i;
 
     for (i = 0; i < ARRAY_SIZE(mac); i++) {
-        g_string_append_printf(regs, "%s=%#x ", mac[i].name,
+        g_string_append_printf(regs, "%s=0x%x ", mac[i].name,
                                qpci_io_readl(n->pdev, n->bar, mac[i].reg));
     }
-    g_string_append_printf(regs, "PHY[BMCR]=%#x PHY[BMSR]=%#x "
-                           "PHY[0x11]=%#x", e1000_phy_read(n, PHY_BMCR),
+    g_string_append_printf(regs, "PHY[BMCR]=0x%x PHY[BMSR]=0x%x "
+                           "PHY[0x11]=0x%x", e1000_phy_read(n, PHY_BMCR),
                            e1000_phy_read(n, PHY_BMSR),
                            e1000_phy_read(n, PHY_SPEC_STATUS));
 }
@@ -299,10 +299,10 @@ static void vmxnet3_refuse(Nic *n)
 static void vmxnet3_read(Nic *n, GString *regs)
 {
     /* The last command's result first: a new command replaces it */
-    g_string_append_printf(regs, "CMD=%#x ",
+    g_string_append_printf(regs, "CMD=0x%x ",
                            qpci_io_readl(n->pdev, n->bar, VMXNET3_REG_CMD));
     vmxnet3_cmd(n, VMXNET3_CMD_GET_LINK);
-    g_string_append_printf(regs, "link=%#x",
+    g_string_append_printf(regs, "link=0x%x",
                            qpci_io_readl(n->pdev, n->bar, VMXNET3_REG_CMD));
 }
 
@@ -338,8 +338,8 @@ static void virtio_net_read(Nic *n, GString *regs)
     uint16_t status = vdev->bus->config_readw(vdev,
                                               VIRTIO_NET_CONFIG_STATUS);
 
-    g_string_append_printf(regs, "status=%#x features=%#" PRIx64
-                           " config.status=%#x",
+    g_string_append_printf(regs, "status=0x%x features=0x%" PRIx64
+                           " config.status=0x%x",
                            vdev->bus->get_status(vdev),
                            vdev->bus->get_features(vdev),
                            status & ~VIRTIO_NET_S_ANNOUNCE);
