@@ -508,6 +508,7 @@ static void test_migrate(const void *data)
 {
     const TestCase *c = data;
     Nic src, dst;
+    g_autofree char *before = NULL;
     g_autofree char *src_regs = NULL;
     g_autofree char *dst_regs = NULL;
     g_autofree char *src_status = NULL;
@@ -516,8 +517,13 @@ static void test_migrate(const void *data)
     nic_start(&src, ENV_SRC, c, "");
     nic_enter(&src, c->model, c->state);
     src_status = driver_status(src.qts);
+    before = nic_read(&src, c->model);
 
-    /* Reading can change what is read next (vmxnet3's CMD): after it */
+    /*
+     * Saving can change registers (e1000 completes a pending
+     * autonegotiation), and reading can change what is read next
+     * (vmxnet3's CMD): compare with the source read again
+     */
     nic_start(&dst, ENV_DST, c, "-incoming defer");
     migrate(&src, &dst);
     src_regs = nic_read(&src, c->model);
@@ -544,7 +550,7 @@ static void test_migrate(const void *data)
         nic_start(&twin, ENV_DST, c, "");
         nic_enter(&twin, c->model, c->state);
         twin_regs = nic_read(&twin, c->model);
-        g_assert_cmpstr(twin_regs, ==, src_regs);
+        g_assert_cmpstr(twin_regs, ==, before);
         nic_stop(&twin);
     }
 }
