@@ -25,6 +25,7 @@
 
 #include "qemu/osdep.h"
 #include "qapi/error.h"
+#include "qapi/qapi-commands-failover-pair.h"
 #include "qapi/qapi-commands-net.h"
 #include "qapi/qapi-commands-qdev.h"
 #include "qobject/qdict.h"
