@@ -50,7 +50,9 @@ run() {
     rc=$?
     if ! tally "$name" "$(grep -c '^ok ' "$log/$name.tap")" \
             "$(grep -c '^not ok ' "$log/$name.tap")" $rc "$start"; then
-        grep '^not ok ' "$log/$name.tap"
+        # Failures, and what the tests said (g_test_message())
+        grep -e '^not ok ' -e '^# ' "$log/$name.tap" |
+            grep -v -e '^# Start of ' -e '^# End of '
         tail -n 20 "$log/$name.err"
     fi
 }

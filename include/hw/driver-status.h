@@ -36,7 +36,7 @@ DECLARE_CLASS_CHECKERS(DriverStatusReporterClass, DRIVER_STATUS_REPORTER,
  * @status: the #GuestDriverStatus; always a valid one
  * @dev: the device the user created, which events and queries name;
  *     set by driver_status_init() at realize
- * @migrate: the device's migrate-driver-status property: whether
+ * @migrate: the device's x-migrate-driver-status property: whether
  *     the status may travel in a subsection of its own (off on the
  *     machine types of releases without it)
  * @loaded: whether an incoming migration stream carried the status
@@ -59,7 +59,7 @@ typedef struct DriverStatusState {
  * older machine type migrates to and from QEMU without driver status.
  */
 #define DEFINE_PROP_DRIVER_STATUS(_state, _field)                          \
-    DEFINE_PROP_BOOL("migrate-driver-status", _state, _field.migrate, true)
+    DEFINE_PROP_BOOL("x-migrate-driver-status", _state, _field.migrate, true)
 
 /**
  * DriverStatusReporterClass:
@@ -180,7 +180,7 @@ extern const VMStateDescription vmstate_driver_status;
  *
  * Returns: whether the device's driver status subsection must be
  * sent: the registers do not tell the status, and the machine type
- * lets it migrate (migrate-driver-status).
+ * lets it migrate (x-migrate-driver-status).
  */
 bool driver_status_needed(const DriverStatusState *ds,
                           GuestDriverStatus from_registers);

@@ -985,107 +985,224 @@ static void wait_migration(QTestState *qts, const char *expected)
     }
 }
 
+#define NIC_PATH "/machine/peripheral/nic0"
+
 typedef struct FailedCase {
-    /* The section the stream is cut in, and its device */
-    const char *idstr;
-    const char *path;
+    /* The NIC, as nic0 at slot 4, the BAR to map, its section's name */
+    const char *args;
+    int bar;
+    const char *section;
+    /* The guest's driver resets the NIC, then opens it */
+    void (*reset)(TestMachine *m, QVirtioPCIDevice *vio);
+    void (*open)(TestMachine *m, QVirtioPCIDevice *vio);
+    /* The events of the open on a NIC whose status is none */
+    const char *open_events[3];
+    /* Whether the reset's status travels in a subsection of its own */
+    bool subsection;
 } FailedCase;
 
+static void failed_reset_rtl8139(TestMachine *m, QVirtioPCIDevice *vio)
+{
+    rtl8139_chipcmd(m, RTL8139_CMD_RESET);
+}
+
+static void failed_open_rtl8139(TestMachine *m, QVirtioPCIDevice *vio)
+{
+    rtl8139_chipcmd(m, RTL8139_CMD_RXENB | RTL8139_CMD_TXENB);
+}
+
+/* Boot firmware's reset: no DRV_LOAD on e1000e and igb */
+static void failed_reset_e1000(TestMachine *m, QVirtioPCIDevice *vio)
+{
+    e1000_write(m, E1000_CTRL, E1000_CTRL_RST);
+}
+
+static void failed_open_e1000(TestMachine *m, QVirtioPCIDevice *vio)
+{
+    e1000_write(m, E1000_RCTL, E1000_RCTL_EN);
+}
+
+static void failed_reset_vmxnet3(TestMachine *m, QVirtioPCIDevice *vio)
+{
+    qpci_io_writel(m->pdev, m->bar, VMXNET3_REG_VRRS, 1);
+}
+
+static void failed_open_vmxnet3(TestMachine *m, QVirtioPCIDevice *vio)
+{
+    vmxnet3_shared(m, true);
+    vmxnet3_cmd(m, VMXNET3_CMD_ACTIVATE_DEV);
+}
+
+static void failed_reset_virtio(TestMachine *m, QVirtioPCIDevice *vio)
+{
+    qvirtio_reset(&vio->vdev);
+    qvirtio_set_acknowledge(&vio->vdev);
+}
+
+static void failed_open_virtio(TestMachine *m, QVirtioPCIDevice *vio)
+{
+    virtio_bring_up(vio);
+}
+
 static const FailedCase failed_cases[] = {
-    { "0000:00:04.0/e1000", E1000_PATH },
-    { "0000:00:05.0/virtio-net", VIO_PATH },
+    { "-device rtl8139,id=nic0,addr=0x4", 0, "rtl8139",
+      failed_reset_rtl8139, failed_open_rtl8139, { "ready" }, true },
+    { "-device e1000,id=nic0,addr=0x4", 0, "e1000",
+      failed_reset_e1000, failed_open_e1000, { "ready" }, true },
+    { "-device e1000e,id=nic0,addr=0x4", 0, "e1000e",
+      failed_reset_e1000, failed_open_e1000, { "ready" }, true },
+    { "-device igb,id=nic0,addr=0x4", 0, "igb",
+      failed_reset_e1000, failed_open_e1000, { "ready" }, true },
+    { "-device vmxnet3,id=nic0,addr=0x4", 1, "vmxnet3",
+      failed_reset_vmxnet3, failed_open_vmxnet3, { "ready" }, true },
+    { "-device virtio-net-pci,id=nic0,addr=0x4", -1, "virtio-net",
+      failed_reset_virtio, failed_open_virtio, { "initializing", "ready" },
+      false },
 };
 
+typedef struct FailedTest {
+    const FailedCase *c;
+    /*
+     * Where the stream stops: a few bytes into the NIC's section, or
+     * after its driver status subsection, at a subsection that does not
+     * exist; either way before the NIC's post_load
+     */
+    bool after_status;
+} FailedTest;
+
+/* Starts @m with @c's NIC enabled; returns it if it is virtio-net */
+static QVirtioPCIDevice *failed_start(TestMachine *m, const FailedCase *c,
+                                      const char *extra)
+{
+    g_autofree char *args = g_strdup_printf("%s %s", c->args, extra);
+    QPCIAddress addr = { .devfn = QPCI_DEVFN(4, 0) };
+    QVirtioPCIDevice *vio;
+
+    if (c->bar >= 0) {
+        machine_start_pci(m, args, 4, c->bar);
+        return NULL;
+    }
+    machine_start(m, args);
+    m->pcibus = qpci_new_pc(m->qts, NULL);
+    vio = virtio_pci_new(m->pcibus, &addr);
+    g_assert_nonnull(vio);
+    qvirtio_pci_device_enable(vio);
+    return vio;
+}
+
+static void failed_stop(TestMachine *m, QVirtioPCIDevice *vio)
+{
+    if (vio) {
+        qvirtio_pci_device_disable(vio);
+        g_free(vio->pdev);
+        g_free(vio);
+    }
+    machine_stop(m);
+}
+
 /*
- * An incoming migration that fails halfway through a device's state, after
- * its pre_load and before its post_load, leaves the device's status as it
- * was: the query and the HMP command answer, and QEMU keeps running.
+ * The stream @whole, cut where @t says, to @cut: the NIC's section
+ * header has the length of its name, the name and instance 0 (a RAM
+ * block's name, such as the NIC's ROM's, has more after it); its status
+ * subsection has the length of its name, the name, the version, then
+ * the status byte.
+ */
+static void failed_cut_stream(const FailedTest *t, const char *whole,
+                              const char *cut)
+{
+    g_autofree char *stream = NULL;
+    g_autofree char *needle = NULL;
+    g_autofree char *subsection = NULL;
+    g_autofree char *gone = NULL;
+    const char *section = t->c->section;
+    g_autofree char *idstr = g_strdup_printf("0000:00:04.0/%s", section);
+    const char *at;
+    GString *out;
+    gsize len;
+
+    g_assert_true(g_file_get_contents(whole, &stream, &len, NULL));
+    needle = g_malloc0(strlen(idstr) + 5);
+    needle[0] = strlen(idstr);
+    memcpy(needle + 1, idstr, strlen(idstr));
+    at = memmem(stream, len, needle, strlen(idstr) + 5);
+    g_assert_nonnull(at);
+    if (!t->after_status) {
+        g_assert_true(g_file_set_contents(cut, stream,
+                                          at - stream + strlen(idstr) + 16,
+                                          NULL));
+        return;
+    }
+    subsection = g_strdup_printf("%s/driver_status", section);
+    at = memmem(at, len - (at - stream), subsection, strlen(subsection));
+    g_assert_nonnull(at);
+    out = g_string_new_len(stream, at - stream + strlen(subsection) + 5);
+    gone = g_strdup_printf("%s/gone", section);
+    g_string_append_c(out, 0x05); /* QEMU_VM_SUBSECTION */
+    g_string_append_c(out, strlen(gone));
+    g_string_append(out, gone);
+    g_assert_true(g_file_set_contents(cut, out->str, out->len, NULL));
+    g_string_free(out, true);
+}
+
+/*
+ * An incoming migration that fails in a NIC's state, after its pre_load
+ * and before its post_load, leaves the NIC's status as it was, even
+ * where the stream carried a status: the query and the HMP command
+ * answer, QEMU keeps running, and the guest's driver changes the status
+ * as on any NIC, with its events.
  */
 static void test_migrate_failed(const void *data)
 {
-    const FailedCase *c = data;
-    const char *idstr = c->idstr;
-    g_autofree char *args = g_strdup_printf("-incoming defer %s",
-                                            RTL_ARGS E1000_ARGS VIO_ARGS);
+    const FailedTest *t = data;
+    const FailedCase *c = t->c;
     g_autofree char *tmpdir = g_dir_make_tmp("driver-status-XXXXXX", NULL);
     g_autofree char *whole = g_strdup_printf("%s/whole", tmpdir);
     g_autofree char *cut = g_strdup_printf("%s/cut", tmpdir);
     g_autofree char *uri = g_strdup_printf("file:%s", whole);
     g_autofree char *cut_uri = g_strdup_printf("file:%s", cut);
-    g_autofree char *stream = NULL;
     g_autofree char *hmp = NULL;
-    g_autofree char *needle = NULL;
-    QPCIAddress addr = { .devfn = QPCI_DEVFN(5, 0) };
-    QVirtioPCIDevice *dev;
-    const char *section;
+    QVirtioPCIDevice *vio, *to_vio;
     TestMachine m = { };
     TestMachine to = { };
-    const char *paths[] = { RTL_PATH, E1000_PATH, VIO_PATH };
-    gsize len;
-    QList *list;
-    int i;
 
     g_assert_nonnull(tmpdir);
-    machine_start_pci(&m, RTL_ARGS E1000_ARGS VIO_ARGS, 3, 0);
-    dev = virtio_pci_new(m.pcibus, &addr);
-    g_assert_nonnull(dev);
-    qvirtio_pci_device_enable(dev);
-    migrate_setup_reset(&m, dev);
-    /* The events of the bring-up, after a command that collects them */
-    qobject_unref(query_driver_status(m.qts));
-    while (!g_queue_is_empty(&m.events)) {
-        QDict *ev = g_queue_pop_head(&m.events);
-
-        qobject_unref(ev);
-    }
+    vio = failed_start(&m, c, "");
+    c->reset(&m, vio);
+    CHECK_STEP(&m, "nic0", NIC_PATH, "initializing");
     qtest_qmp_assert_success(m.qts, "{ 'execute': 'migrate',"
                              "  'arguments': { 'uri': %s } }", uri);
     wait_migration(m.qts, "completed");
+    failed_cut_stream(t, whole, cut);
 
-    /*
-     * Cut the stream a few bytes into the device's section, whose header
-     * has the length of its name, the name and instance 0 (a RAM block's
-     * name, such as the device's ROM's, has more after it)
-     */
-    g_assert_true(g_file_get_contents(whole, &stream, &len, NULL));
-    needle = g_malloc0(strlen(idstr) + 5);
-    needle[0] = strlen(idstr);
-    memcpy(needle + 1, idstr, strlen(idstr));
-    section = memmem(stream, len, needle, strlen(idstr) + 5);
-    g_assert_nonnull(section);
-    g_assert_true(g_file_set_contents(cut, stream,
-                                      section - stream + strlen(idstr) + 16,
-                                      NULL));
-
-    machine_start(&to, args);
+    to_vio = failed_start(&to, c, "-incoming defer");
     qtest_qmp_assert_success(to.qts, "{ 'execute': 'migrate-incoming',"
                              "  'arguments': { 'uri': %s,"
                              "                 'exit-on-error': false } }",
                              cut_uri);
     wait_migration(to.qts, "failed");
+    if (t->after_status) {
+        /* Where the stream said, after the status */
+        QDict *rsp = qtest_qmp_assert_success_ref(
+            to.qts, "{ 'execute': 'query-migrate' }");
+        g_autofree char *gone = g_strdup_printf("'%s/gone'", c->section);
 
-    /* Devices before the cut got their state, the others kept theirs */
-    list = query_driver_status(to.qts);
-    g_assert_cmpint(qlist_size(list), ==, 3);
-    for (i = 0; i < ARRAY_SIZE(paths); i++) {
-        const char *status = find_status(list, paths[i]);
-
-        g_assert_true(g_str_equal(status, "none") ||
-                      g_str_equal(status, "initializing"));
+        g_assert_nonnull(strstr(qdict_get_str(rsp, "error-desc"), gone));
+        qobject_unref(rsp);
     }
-    g_assert_cmpstr(find_status(list, c->path), ==, "none");
-    qobject_unref(list);
+
+    check_query(to.qts, "nic0", NIC_PATH, "none");
     hmp = qtest_hmp(to.qts, "info driver-status");
-    g_assert_nonnull(strstr(hmp, "rtl0 (" RTL_PATH "): "));
-    g_assert_nonnull(strstr(hmp, "e1k0 (" E1000_PATH "): "));
-    g_assert_nonnull(strstr(hmp, "vio0 (" VIO_PATH "): "));
+    g_assert_cmpstr(g_strchomp(hmp), ==, "nic0 (" NIC_PATH "): none");
     check_no_event(&to);
 
-    machine_stop(&to);
-    qvirtio_pci_device_disable(dev);
-    g_free(dev->pdev);
-    g_free(dev);
-    machine_stop(&m);
+    c->open(&to, to_vio);
+    check_step(&to, "nic0", NIC_PATH, c->open_events);
+    g_free(hmp);
+    hmp = qtest_hmp(to.qts, "info driver-status");
+    g_assert_cmpstr(g_strchomp(hmp), ==, "nic0 (" NIC_PATH "): ready");
+
+    failed_stop(&to, to_vio);
+    failed_stop(&m, vio);
     unlink(whole);
     unlink(cut);
     rmdir(tmpdir);
@@ -1189,10 +1306,21 @@ int main(int argc, char **argv)
 
         qtest_add_data_func(path, &migrate_cases[i], test_migrate);
     }
-    qtest_add_data_func("driver-status/migrate/failed-incoming/e1000",
-                        &failed_cases[0], test_migrate_failed);
-    qtest_add_data_func("driver-status/migrate/failed-incoming/virtio-net",
-                        &failed_cases[1], test_migrate_failed);
+    for (i = 0; i < ARRAY_SIZE(failed_cases) * 2; i++) {
+        FailedTest *t = g_new0(FailedTest, 1);
+        g_autofree char *path = NULL;
+
+        t->c = &failed_cases[i / 2];
+        t->after_status = i % 2;
+        if (t->after_status && !t->c->subsection) {
+            g_free(t);
+            continue;
+        }
+        path = g_strdup_printf("driver-status/migrate/failed-incoming/%s/%s",
+                               t->c->section,
+                               t->after_status ? "after-status" : "start");
+        qtest_add_data_func_full(path, t, test_migrate_failed, g_free);
+    }
     if (qtest_has_device("virtio-rng-pci")) {
         qtest_add_func("driver-status/virtio-rng", test_virtio_rng);
     }
