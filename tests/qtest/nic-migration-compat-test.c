@@ -693,7 +693,7 @@ static bool has_driver_status(const char *env)
  */
 static void test_emulators(const void *data)
 {
-    const char *missing = data;
+    g_autofree char *missing = g_strchomp(g_strdup(data));
 
     if (*missing) {
         g_test_message("%s", missing);
