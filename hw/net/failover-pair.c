@@ -32,14 +32,18 @@
  * both NICs are emulated, the guest sees both all the time, needs no
  * special driver, and QEMU alone decides which link is up.
  *
- * The pair is bus-less and cold-plugged only: -device options are
- * realized in command-line order, so both NICs must come before the pair.
- * The NICs stay hot-unpluggable.  When one leaves, the pair dissolves:
- * it lets go of the other, whose link then follows set_link alone, and
- * it has no migration state, so that the destination is started with
- * the NIC that is left and without the pair.  When NICs with both ids
- * exist again (a NIC plugged in to replace the one that left), the pair
- * forms again, as at realize.
+ * The pair is bus-less and cold-plugged only.  It finds its NICs once
+ * every -device option is realized, in whatever order and syntax they
+ * came (QEMU creates the JSON ones after the others), and an id that
+ * names no NIC then stops QEMU.  The NICs stay hot-unpluggable.  When
+ * one leaves, the pair dissolves: it lets go of the other, whose link
+ * then follows set_link alone, and it has no migration state.  The
+ * destination of an incoming migration is started either without the
+ * pair, or with it and without the NIC that left (as libvirt restores a
+ * saved domain): a pair whose NIC is missing on an incoming migration
+ * starts dissolved, as the source's was.  When NICs with both ids exist
+ * again (a NIC plugged in to replace the one that left), the pair forms
+ * again.
  */
 
 #include "qemu/osdep.h"
@@ -60,6 +64,8 @@
 #include "net/eth.h"
 #include "net/net.h"
 #include "system/reset.h"
+#include "system/runstate.h"
+#include "system/system.h"
 #include "trace.h"
 
 #define TYPE_FAILOVER_PAIR "failover-pair"
@@ -320,24 +326,24 @@ static bool failover_pair_uses(DeviceState *dev)
     return false;
 }
 
+/* The realized device the user created with @id, or NULL */
+static DeviceState *failover_pair_lookup(const char *id)
+{
+    Object *obj = object_resolve_path_component(
+        machine_get_container("peripheral"), id);
+    DeviceState *dev = (DeviceState *)object_dynamic_cast(obj, TYPE_DEVICE);
+
+    return dev && dev->realized ? dev : NULL;
+}
+
 /* Resolve @nic's id to a NIC that reports driver status, or fail. */
 static bool failover_pair_find_nic(FailoverPairNic *nic, Error **errp)
 {
     NetClientState *ncs[MAX_QUEUE_NUM];
-    Object *obj;
-    DeviceState *dev;
+    DeviceState *dev = failover_pair_lookup(nic->id);
 
-    if (!nic->id) {
-        error_setg(errp, "property '%s' is required", nic->role);
-        return false;
-    }
-    obj = object_resolve_path_component(machine_get_container("peripheral"),
-                                        nic->id);
-    dev = (DeviceState *)object_dynamic_cast(obj, TYPE_DEVICE);
-    if (!dev || !dev->realized) {
-        error_setg(errp, "%s '%s' not found (the NICs must come before "
-                   "the failover-pair on the command line)", nic->role,
-                   nic->id);
+    if (!dev) {
+        error_setg(errp, "%s '%s' not found", nic->role, nic->id);
         return false;
     }
     if (!failover_pair_nic_queues(dev, ncs)) {
@@ -383,10 +389,6 @@ static bool failover_pair_form(FailoverPairState *s, Error **errp)
 {
     if (!failover_pair_find_nic(&s->primary, errp) ||
         !failover_pair_find_nic(&s->fallback, errp)) {
-        goto fail;
-    }
-    if (s->primary.dev == s->fallback.dev) {
-        error_setg(errp, "primary and fallback are both '%s'", s->primary.id);
         goto fail;
     }
     if (failover_pair_nic_mtu(&s->primary) !=
@@ -482,24 +484,76 @@ static void failover_pair_form_again(void *opaque)
     }
 }
 
+/*
+ * Every -device option is realized now.  On an incoming migration, a
+ * NIC that is not there was unplugged on the source, whose pair was
+ * dissolved then: start dissolved too, and form once it is plugged.
+ */
+static void failover_pair_start(FailoverPairState *s)
+{
+    FailoverPairNic *missing = NULL;
+    Error *err = NULL;
+
+    if (!failover_pair_lookup(s->primary.id)) {
+        missing = &s->primary;
+    } else if (!failover_pair_lookup(s->fallback.id)) {
+        missing = &s->fallback;
+    }
+    if (missing && runstate_check(RUN_STATE_INMIGRATE)) {
+        warn_report("failover-pair '%s': %s '%s' not found; the pair "
+                    "starts dissolved", failover_pair_id(s), missing->role,
+                    missing->id);
+        return;
+    }
+    if (!failover_pair_form(s, &err)) {
+        error_prepend(&err, "failover-pair '%s': ", failover_pair_id(s));
+        error_report_err(err);
+        exit(1);
+    }
+}
+
+/* The pairs form in command-line order: the first one takes a NIC */
+static void failover_pairs_machine_done(Notifier *notifier, void *data)
+{
+    FailoverPairState *s;
+
+    QTAILQ_FOREACH(s, &failover_pairs, next) {
+        failover_pair_start(s);
+    }
+}
+
+static Notifier failover_pairs_machine_done_notifier = {
+    .notify = failover_pairs_machine_done,
+};
+
 static void failover_pair_realize(DeviceState *dev, Error **errp)
 {
     FailoverPairState *s = FAILOVER_PAIR(dev);
 
+    if (!s->primary.id || !s->fallback.id) {
+        error_setg(errp, "property '%s' is required",
+                   s->primary.id ? "fallback" : "primary");
+        return;
+    }
+    if (!strcmp(s->primary.id, s->fallback.id)) {
+        error_setg(errp, "primary and fallback are both '%s'", s->primary.id);
+        return;
+    }
     if (s->fallback_delay_ms > FAILOVER_PAIR_MAX_DELAY_MS) {
         error_setg(errp, "fallback-delay-ms %" PRIu32 " out of range "
                    "(0 to %d)", s->fallback_delay_ms,
                    FAILOVER_PAIR_MAX_DELAY_MS);
         return;
     }
+    /* Cold-plugged only (not hotpluggable): the NICs may come after us */
+    assert(!phase_check(PHASE_MACHINE_READY));
     s->fallback_timer = timer_new_ns(QEMU_CLOCK_VIRTUAL,
                                      failover_pair_timer_expired, s);
-    if (!failover_pair_form(s, errp)) {
-        timer_free(s->fallback_timer);
-        return;
-    }
-
     s->form_bh = qemu_bh_new(failover_pair_form_again, s);
+    if (QTAILQ_EMPTY(&failover_pairs)) {
+        qemu_add_machine_init_done_notifier(
+            &failover_pairs_machine_done_notifier);
+    }
     QTAILQ_INSERT_TAIL(&failover_pairs, s, next);
     s->driver_status_listener.notify = failover_pair_driver_status_changed;
     driver_status_add_listener(&s->driver_status_listener);
@@ -518,6 +572,10 @@ static void failover_pair_unrealize(DeviceState *dev)
     device_listener_unregister(&s->device_listener);
     driver_status_remove_listener(&s->driver_status_listener);
     QTAILQ_REMOVE(&failover_pairs, s, next);
+    if (QTAILQ_EMPTY(&failover_pairs)) {
+        qemu_remove_machine_init_done_notifier(
+            &failover_pairs_machine_done_notifier);
+    }
     qemu_bh_delete(s->form_bh);
     failover_pair_dissolve(s);
     qemu_announce_timer_del(&s->announce_timer, false);
@@ -567,16 +625,13 @@ static FailoverPairMember *failover_pair_member(FailoverPairNic *nic)
 {
     FailoverPairMember *m = g_new0(FailoverPairMember, 1);
     NetClientState *ncs[MAX_QUEUE_NUM];
-    Object *obj;
     DeviceState *dev;
     DriverStatusState *ds;
 
     m->device = g_strdup(nic->id);
     /* A dissolved pair still shows the NIC that is left */
-    obj = object_resolve_path_component(machine_get_container("peripheral"),
-                                        nic->id);
-    dev = nic->dev ?: (DeviceState *)object_dynamic_cast(obj, TYPE_DEVICE);
-    if (!dev || !dev->realized || !failover_pair_nic_queues(dev, ncs)) {
+    dev = nic->dev ?: failover_pair_lookup(nic->id);
+    if (!dev || !failover_pair_nic_queues(dev, ncs)) {
         return m;
     }
     m->qom_path = object_get_canonical_path(OBJECT(dev));
@@ -649,12 +704,22 @@ static void failover_pair_restore_link(FailoverPairNic *nic, bool hold)
  * Loaded after the NICs (MIG_PRI_LOW), whose driver status and link
  * registers are in place by now.
  */
-static int failover_pair_post_load(void *opaque, int version_id)
+static bool failover_pair_post_load(void *opaque, int version_id,
+                                    Error **errp)
 {
     FailoverPairState *s = opaque;
 
     if (s->active >= FAILOVER_PAIR_ACTIVE__MAX) {
-        return -EINVAL;
+        error_setg(errp, "failover-pair '%s': invalid active NIC %" PRIu32,
+                   failover_pair_id(s), s->active);
+        goto fail;
+    }
+    if (!failover_pair_formed(s)) {
+        /* Only a whole pair sends its state */
+        error_setg(errp, "failover-pair '%s': the source's pair has both "
+                   "NICs, '%s' and '%s', and this one has not",
+                   failover_pair_id(s), s->primary.id, s->fallback.id);
+        goto fail;
     }
     failover_pair_restore_link(&s->primary,
                                s->active != FAILOVER_PAIR_ACTIVE_PRIMARY);
@@ -662,7 +727,20 @@ static int failover_pair_post_load(void *opaque, int version_id)
                                s->active != FAILOVER_PAIR_ACTIVE_FALLBACK);
     /* Whatever the source decided, the drivers here are what counts */
     failover_pair_update(s);
-    return 0;
+    return true;
+
+fail:
+    /*
+     * Drop what was loaded, a pending delay above all: the pair decides
+     * from its drivers again, or, dissolved, holds nothing
+     */
+    timer_del(s->fallback_timer);
+    s->active = FAILOVER_PAIR_ACTIVE_NONE;
+    if (failover_pair_formed(s)) {
+        failover_pair_apply(s);
+        failover_pair_update(s);
+    }
+    return false;
 }
 
 static bool failover_pair_vmstate_needed(void *opaque)
@@ -677,7 +755,7 @@ static const VMStateDescription vmstate_failover_pair = {
     .priority = MIG_PRI_LOW,
     .needed = failover_pair_vmstate_needed,
     .pre_save = failover_pair_pre_save,
-    .post_load = failover_pair_post_load,
+    .post_load_errp = failover_pair_post_load,
     .fields = (const VMStateField[]) {
         VMSTATE_UINT32(active, FailoverPairState),
         VMSTATE_TIMER_PTR(fallback_timer, FailoverPairState),

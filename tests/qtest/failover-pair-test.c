@@ -210,6 +210,8 @@ typedef struct Config {
     const char *fallback_netdev;
     /* More properties of the failover-pair, after a comma */
     const char *pair_props;
+    /* The NICs' and the pair's -device options, instead of the usual */
+    const char *devices;
     const char *extra;
 } Config;
 
@@ -220,16 +222,18 @@ static char *cmdline(const Config *c)
     g_string_append_printf(s, "-netdev %s -netdev %s ",
                            c->primary_netdev ?: "user,id=hs0",
                            c->fallback_netdev ?: "user,id=hs1");
-    if (!c->no_primary) {
+    if (c->devices) {
+        g_string_append_printf(s, "%s ", c->devices);
+    } else if (!c->no_primary) {
         g_string_append_printf(s, "-device virtio-net-pci,id=nic0,"
                                "netdev=hs0,disable-modern=on,addr=%d ",
                                PRIMARY_SLOT);
     }
-    if (!c->no_fallback) {
+    if (!c->devices && !c->no_fallback) {
         g_string_append_printf(s, "-device %s,id=nic1,netdev=hs1,addr=%d ",
                                c->fallback ?: "rtl8139", FALLBACK_SLOT);
     }
-    if (!c->no_pair) {
+    if (!c->devices && !c->no_pair) {
         g_string_append_printf(s, "-device failover-pair,id=pair0,"
                                "primary=nic0,fallback=nic1,"
                                "fallback-delay-ms=%d%s%s ", DELAY_MS,
@@ -1420,20 +1424,24 @@ typedef struct DissolveCase {
     PairState state;
     const char *fallback;
     bool primary;   /* unplug the primary, else the fallback */
+    /* The destination has the pair, as libvirt restores a saved domain */
+    bool keep_pair;
 } DissolveCase;
 
 static DissolveCase dissolve_cases[2 * 2 * PAIR_STATE__MAX];
+static DissolveCase restore_cases[2 * PAIR_STATE__MAX];
 
 /*
  * After one NIC of the pair is unplugged, the VM migrates to a QEMU
- * started with what is left: the NIC that stayed, without the pair.
+ * started with what is left: the NIC that stayed, with or without the
+ * pair, which then starts dissolved.
  */
 static void test_dissolve_migrate(gconstpointer opaque)
 {
     const DissolveCase *c = opaque;
     Config to = {
         .fallback = c->fallback,
-        .no_pair = true,
+        .no_pair = !c->keep_pair,
         .no_primary = c->primary,
         .no_fallback = !c->primary,
     };
@@ -1453,7 +1461,18 @@ static void test_dissolve_migrate(gconstpointer opaque)
     migrate(&src, &dst, &to);
     guest_stop(&src);
 
-    g_assert_null(query_pair(dst.qts));
+    if (c->keep_pair) {
+        QDict *pair = query_pair(dst.qts);
+        QDict *gone = qdict_get_qdict(pair, c->primary ? "primary"
+                                                       : "fallback");
+
+        g_assert_false(qdict_get_bool(pair, "formed"));
+        g_assert_cmpstr(qdict_get_str(pair, "active"), ==, "none");
+        g_assert_false(qdict_haskey(gone, "qom-path"));
+        qobject_unref(pair);
+    } else {
+        g_assert_null(query_pair(dst.qts));
+    }
     guest_view(&dst, &after);
     check_guest_view(&before, &after);
     /* The NIC left keeps its link, whatever its driver does */
@@ -1467,6 +1486,82 @@ static void test_dissolve_migrate(gconstpointer opaque)
         g_assert_true(primary_link(&dst));
     }
     guest_stop(&dst);
+}
+
+#define JSON_NIC0 "-device '{\"driver\": \"virtio-net-pci\", " \
+    "\"id\": \"nic0\", \"netdev\": \"hs0\", \"disable-modern\": true, " \
+    "\"addr\": \"3\"}' "
+#define JSON_NIC1 "-device '{\"driver\": \"rtl8139\", \"id\": \"nic1\", " \
+    "\"netdev\": \"hs1\", \"addr\": \"4\"}' "
+#define JSON_PAIR "-device '{\"driver\": \"failover-pair\", " \
+    "\"id\": \"pair0\", \"primary\": \"nic0\", \"fallback\": \"nic1\"}' "
+#define KV_NIC0 "-device virtio-net-pci,id=nic0,netdev=hs0," \
+    "disable-modern=on,addr=3 "
+#define KV_NIC1 "-device rtl8139,id=nic1,netdev=hs1,addr=4 "
+#define KV_PAIR "-device failover-pair,id=pair0,primary=nic0,fallback=nic1 "
+
+/*
+ * A whole pair does not migrate to a QEMU that lacks one of its NICs.
+ * Here the NIC is there under another id, so that what the guest has
+ * loads, and only the pair can tell: the migration fails, naming the
+ * pair and its NICs, and the pair stays dissolved.
+ */
+static void test_restore_missing(gconstpointer opaque)
+{
+    bool primary = GPOINTER_TO_INT(opaque);
+    g_autofree char *tmpdir = g_dir_make_tmp("failover-pair-XXXXXX", NULL);
+    g_autofree char *uri = g_strdup_printf("unix:%s/migsock", tmpdir);
+    g_autofree char *sock = g_strdup_printf("%s/migsock", tmpdir);
+    Config to = {
+        .devices = primary ?
+            "-device virtio-net-pci,id=other,netdev=hs0,disable-modern=on,"
+            "addr=3 " KV_NIC1 KV_PAIR :
+            KV_NIC0 "-device rtl8139,id=other,netdev=hs1,addr=4 " KV_PAIR,
+        .extra = "-incoming defer",
+    };
+    Guest src, dst;
+    QDict *rsp, *pair;
+    const char *status;
+
+    /* The fallback waits for the primary: a delay is pending */
+    guest_start(&src, NULL, "");
+    fallback_driver(&src, true);
+    qtest_clock_step(src.qts, DELAY_NS / 2);
+    guest_start_config(&dst, &to);
+    qtest_qmp_assert_success(dst.qts, "{ 'execute': 'migrate-incoming',"
+                             "  'arguments': { 'uri': %s,"
+                             "                 'exit-on-error': false } }",
+                             uri);
+    qtest_qmp_assert_success(src.qts, "{ 'execute': 'migrate',"
+                             "  'arguments': { 'uri': %s } }", uri);
+    for (;;) {
+        rsp = qtest_qmp_assert_success_ref(dst.qts,
+                                           "{ 'execute': 'query-migrate' }");
+        status = qdict_get_try_str(rsp, "status");
+        if (status && !strcmp(status, "failed")) {
+            break;
+        }
+        g_assert_true(!status || strcmp(status, "completed"));
+        qobject_unref(rsp);
+        g_usleep(1000);
+    }
+    g_test_message("error-desc: %s", qdict_get_str(rsp, "error-desc"));
+    g_assert_nonnull(strstr(qdict_get_str(rsp, "error-desc"),
+                            "failover-pair 'pair0': the source's pair has "
+                            "both NICs, 'nic0' and 'nic1', and this one has "
+                            "not"));
+    qobject_unref(rsp);
+
+    /* Nor does the delay that came with it go on */
+    qtest_clock_step(dst.qts, DELAY_NS);
+    pair = query_pair(dst.qts);
+    g_assert_false(qdict_get_bool(pair, "formed"));
+    g_assert_cmpstr(qdict_get_str(pair, "active"), ==, "none");
+    qobject_unref(pair);
+    guest_stop(&dst);
+    guest_stop(&src);
+    unlink(sock);
+    rmdir(tmpdir);
 }
 
 /*
@@ -1843,6 +1938,48 @@ static void test_model(gconstpointer opaque)
     qtest_quit(qts);
 }
 
+/* The NICs and the pair in some order and syntax of -device options */
+typedef struct OrderCase {
+    const char *name;
+    const char *devices;
+} OrderCase;
+
+/*
+ * QEMU creates the JSON -device options after the key=value ones, so
+ * most of these put the pair before its NICs
+ */
+static const OrderCase order_cases[] = {
+    { "kv/pair-first", KV_PAIR KV_NIC0 KV_NIC1 },
+    { "kv/pair-between", KV_NIC0 KV_PAIR KV_NIC1 },
+    { "json/pair-first", JSON_PAIR JSON_NIC0 JSON_NIC1 },
+    { "json/pair-last", JSON_NIC0 JSON_NIC1 JSON_PAIR },
+    { "json-nics/kv-pair-last", JSON_NIC0 JSON_NIC1 KV_PAIR },
+    { "json-nics/kv-pair-first", KV_PAIR JSON_NIC0 JSON_NIC1 },
+    { "mixed-nics/kv-pair-last", JSON_NIC0 KV_NIC1 KV_PAIR },
+    { "mixed-nics/json-pair-first", JSON_PAIR KV_NIC0 JSON_NIC1 },
+};
+
+/* Whatever the order, the pair forms and works */
+static void test_order(gconstpointer opaque)
+{
+    const OrderCase *c = opaque;
+    Config conf = { .devices = c->devices };
+    Guest g;
+    QDict *pair;
+
+    guest_start_config(&g, &conf);
+    pair = query_pair(g.qts);
+    g_assert_true(qdict_get_bool(pair, "formed"));
+    g_assert_cmpstr(qdict_get_str(pair, "active"), ==, "none");
+    qobject_unref(pair);
+    g_assert_false(primary_link(&g));
+    g_assert_false(fallback_link(&g));
+    primary_driver(&g, true);
+    g_assert_true(primary_link(&g));
+    g_assert_false(fallback_link(&g));
+    guest_stop(&g);
+}
+
 /* A bad -device line, and the text its error must contain */
 typedef struct BadCase {
     const char *name;
@@ -1868,10 +2005,13 @@ static const BadCase bad_cases[] = {
       "fallback 'nic1' is already in another failover-pair" },
     { "delay-range", "primary=nic0,fallback=nic1,fallback-delay-ms=60001",
       "fallback-delay-ms 60001 out of range (0 to 60000)" },
-    { "nic-after-pair", "primary=nic9,fallback=nic1 "
-      "-device virtio-net-pci,id=nic9",
-      "(the NICs must come before the failover-pair on the command line)" },
 };
+
+typedef struct BadTest {
+    const BadCase *c;
+    /* The pair before the other devices, else after them */
+    bool pair_first;
+} BadTest;
 
 /* The devices test_bad starts next to the pair */
 static const char *const bad_devices[] = {
@@ -1884,21 +2024,25 @@ static const char *const bad_devices[] = {
  */
 static void test_bad(gconstpointer opaque)
 {
-    const BadCase *c = opaque;
+    const BadTest *t = opaque;
+    const BadCase *c = t->c;
+    g_autofree char *pair = g_strdup_printf("-device failover-pair,%s ",
+                                            c->device);
     g_autofree char *cmd = NULL;
     g_autofree char *err = NULL;
     g_autoptr(GError) gerr = NULL;
     int status;
 
     cmd = g_strdup_printf("%s -machine pc -nodefaults -display none "
-                          "-accel qtest -net none "
+                          "-accel qtest -net none %s"
                           "-device virtio-net-pci,id=nic0 "
                           "-device rtl8139,id=nic1 "
                           "-device ne2k_pci,id=nic2 "
                           "-device virtio-net-pci,id=nic3 "
-                          "-device virtio-serial-pci,id=ser0 "
-                          "-device failover-pair,%s",
-                          g_getenv("QTEST_QEMU_BINARY"), c->device);
+                          "-device virtio-serial-pci,id=ser0 %s",
+                          g_getenv("QTEST_QEMU_BINARY"),
+                          t->pair_first ? pair : "",
+                          t->pair_first ? "" : pair);
     g_assert_true(g_spawn_command_line_sync(cmd, NULL, &err, &status,
                                             &gerr));
     g_assert_cmpint(status, !=, 0);
@@ -2010,11 +2154,40 @@ int main(int argc, char **argv)
         qtest_add_data_func(path, c, test_hostile);
     }
     if (have_devices(bad_devices, ARRAY_SIZE(bad_devices))) {
-        for (i = 0; i < ARRAY_SIZE(bad_cases); i++) {
-            g_autofree char *path = g_strdup_printf("/failover-pair/bad/%s",
-                                                    bad_cases[i].name);
-            qtest_add_data_func(path, &bad_cases[i], test_bad);
+        for (i = 0; i < ARRAY_SIZE(bad_cases) * 2; i++) {
+            BadTest *t = g_new0(BadTest, 1);
+            g_autofree char *path = NULL;
+
+            t->c = &bad_cases[i / 2];
+            t->pair_first = i % 2;
+            path = g_strdup_printf("/failover-pair/bad/%s/%s", t->c->name,
+                                   t->pair_first ? "pair-first"
+                                                 : "pair-last");
+            qtest_add_data_func_full(path, t, test_bad, g_free);
         }
     }
+    for (i = 0; i < ARRAY_SIZE(order_cases); i++) {
+        g_autofree char *path = g_strdup_printf("/failover-pair/order/%s",
+                                                order_cases[i].name);
+
+        qtest_add_data_func(path, &order_cases[i], test_order);
+    }
+    for (i = 0; i < ARRAY_SIZE(restore_cases); i++) {
+        DissolveCase *c = &restore_cases[i];
+        g_autofree char *path = NULL;
+
+        c->fallback = "rtl8139";
+        c->primary = i / PAIR_STATE__MAX;
+        c->state = i % PAIR_STATE__MAX;
+        c->keep_pair = true;
+        path = g_strdup_printf("/failover-pair/dissolve/with-pair/%s/%s-unplug",
+                               state_names[c->state],
+                               c->primary ? "primary" : "fallback");
+        qtest_add_data_func(path, c, test_dissolve_migrate);
+    }
+    qtest_add_data_func("/failover-pair/restore-missing/primary",
+                        GINT_TO_POINTER(true), test_restore_missing);
+    qtest_add_data_func("/failover-pair/restore-missing/fallback",
+                        GINT_TO_POINTER(false), test_restore_missing);
     return g_test_run();
 }
