@@ -72,6 +72,8 @@ VBUF = 0x101000             # virtio-net header + the frame
 VSHARED = 0x102000          # vmxnet3 driver-shared area
 VQDESC = 0x103000           # vmxnet3 queue descriptor table
 RING = 0x200000             # the TX ring, virtio TX vring (page aligned)
+RX_RING = 0x300000          # virtio RX vring (page aligned, 3 pages)
+RX_BUF = 0x310000           # virtio RX buffer
 COMP_RING = 0x201000        # vmxnet3 TX completion ring
 IO_RTL = 0xc000             # rtl8139 BAR 0 (I/O, 256 bytes)
 IO_VIRTIO = 0xc200          # virtio-net legacy BAR 0 (I/O)
@@ -512,7 +514,16 @@ class VirtioNet:
         self.sent = 0
 
     def ready(self, q):
+        # virtnet_probe(): receive queue 0, empty, and DRIVER_OK ...
+        q.out('w', IO_VIRTIO + 14, 0)                # queue select: RX
+        q.write(RX_RING, bytes(0x2000))
+        q.write(RX_RING, struct.pack('<QIHH', RX_BUF, 2048, 2, 0))
+        q.out('l', IO_VIRTIO + 8, RX_RING >> 12)     # queue PFN
         q.out('b', IO_VIRTIO + 18, 0x07)             # ... | DRIVER_OK
+        # ... then virtnet_open(): a receive buffer, and the kick that
+        # makes the driver ready, the signal the latencies count from
+        q.write(RX_RING + 0x1000, struct.pack('<HHH', 0, 1, 0))
+        q.out('w', IO_VIRTIO + 16, 0)                # notify queue 0
 
     def link(self, q):
         return bool(q.inp('w', IO_VIRTIO + 20 + 6) & 1)   # config status
@@ -772,7 +783,16 @@ def virtio_load(q):
     return [('ACKNOWLEDGE', lambda: q.out('b', IO_VIRTIO + 18, 1),
              'initializing'),
             ('DRIVER', lambda: q.out('b', IO_VIRTIO + 18, 3), None),
-            ('DRIVER_OK', lambda: q.out('b', IO_VIRTIO + 18, 7), 'ready')]
+            ('RX queue', lambda: (q.out('w', IO_VIRTIO + 14, 0),
+                                  q.write(RX_RING, bytes(0x2000)),
+                                  q.write(RX_RING, struct.pack(
+                                      '<QIHH', RX_BUF, 2048, 2, 0)),
+                                  q.out('l', IO_VIRTIO + 8, RX_RING >> 12)),
+             None),
+            ('DRIVER_OK', lambda: q.out('b', IO_VIRTIO + 18, 7), None),
+            ('RX buffer kick',
+             lambda: (q.write(RX_RING + 0x1000, struct.pack('<HHH', 0, 1, 0)),
+                      q.out('w', IO_VIRTIO + 16, 0)), 'ready')]
 
 
 LOADS = {

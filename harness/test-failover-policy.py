@@ -23,9 +23,10 @@ virtio-net-pci (``vnet0``, the primary) and an rtl8139 (``legacy0``,
 the fallback), maps their I/O BARs through PCI configuration space and
 then, through the qtest socket:
 
-- plays the drivers: virtio status register (BAR0 + 18) ACKNOWLEDGE,
-  DRIVER, DRIVER_OK; rtl8139 ChipCmd (BAR0 + 0x37) reset, then
-  RxEnb|TxEnb;
+- plays the drivers: virtio receive queue 0 (BAR0 + 8), status
+  register (BAR0 + 18) ACKNOWLEDGE, DRIVER, DRIVER_OK, then a receive
+  buffer and its kick (BAR0 + 16), when Linux opens the interface;
+  rtl8139 ChipCmd (BAR0 + 0x37) reset, then RxEnb|TxEnb;
 - reads the guest-visible links: virtio-net config space status (BAR0 +
   20 + 6, bit 0 = link up), rtl8139 MediaStatus (BAR0 + 0x58, bit 2 =
   link down) and BasicModeStatus (BAR0 + 0x64, bit 2 = link up).
@@ -48,6 +49,7 @@ import re
 import shutil
 import signal
 import subprocess
+import struct
 import sys
 import tempfile
 import threading
@@ -89,7 +91,16 @@ RTL_BMSR_LINK_UP = 0x04
 
 VIRTIO_DEVFN = 4 << 3
 VIRTIO_IO = 0xc400
+VIRTIO_PCI_QUEUE_PFN = 8
+VIRTIO_PCI_QUEUE_SEL = 14
+VIRTIO_PCI_QUEUE_NOTIFY = 16
 VIRTIO_PCI_STATUS = 18
+# Receive queue 0: 256 descriptors, the available ring on the next page,
+# and a buffer for the device to write
+VIRTIO_RX_RING = 0x300000
+VIRTIO_RX_AVAIL = VIRTIO_RX_RING + 0x1000
+VIRTIO_RX_BUFFER = 0x310000
+VRING_DESC_F_WRITE = 2
 VIRTIO_NET_CONFIG_STATUS = 20 + 6      # legacy, MSI-X off: after the MAC
 VIRTIO_NET_S_LINK_UP = 1
 VIRTIO_ACKNOWLEDGE_DRIVER_DRIVER_OK = (1, 3, 7)
@@ -113,9 +124,17 @@ class QTest:
         """Write a byte to an I/O port."""
         self.cmd(f'outb 0x{addr:x} 0x{val:x}')
 
+    def outw(self, addr: int, val: int) -> None:
+        """Write a word to an I/O port."""
+        self.cmd(f'outw 0x{addr:x} 0x{val:x}')
+
     def outl(self, addr: int, val: int) -> None:
         """Write a long to an I/O port."""
         self.cmd(f'outl 0x{addr:x} 0x{val:x}')
+
+    def write(self, addr: int, data: bytes) -> None:
+        """Write bytes to guest memory."""
+        self.cmd(f'write 0x{addr:x} 0x{len(data):x} 0x{data.hex()}')
 
     def inb(self, addr: int) -> int:
         """Read a byte from an I/O port."""
@@ -193,9 +212,19 @@ class Machine:
         self.qtest.outb(RTL_IO + RTL_CHIPCMD, RTL_CMD_RXENB_TXENB)
 
     def vnet_up(self) -> None:
-        """Legacy virtio probe: ACKNOWLEDGE, DRIVER, DRIVER_OK."""
+        """Legacy virtio probe (receive queue 0, empty; ACKNOWLEDGE,
+        DRIVER, DRIVER_OK), then open: a receive buffer, and a kick."""
+        self.qtest.write(VIRTIO_RX_RING, bytes(0x2000))
+        self.qtest.write(VIRTIO_RX_RING, struct.pack(
+            '<QIHH', VIRTIO_RX_BUFFER, 2048, VRING_DESC_F_WRITE, 0))
+        self.qtest.outw(VIRTIO_IO + VIRTIO_PCI_QUEUE_SEL, 0)
+        self.qtest.outl(VIRTIO_IO + VIRTIO_PCI_QUEUE_PFN,
+                        VIRTIO_RX_RING >> 12)
         for status in VIRTIO_ACKNOWLEDGE_DRIVER_DRIVER_OK:
             self.qtest.outb(VIRTIO_IO + VIRTIO_PCI_STATUS, status)
+        # avail: flags 0, idx 1, ring[0] = descriptor 0
+        self.qtest.write(VIRTIO_RX_AVAIL, struct.pack('<HHH', 0, 1, 0))
+        self.qtest.outw(VIRTIO_IO + VIRTIO_PCI_QUEUE_NOTIFY, 0)
 
     def vnet_reset(self) -> None:
         """The virtio driver goes away: device status 0."""

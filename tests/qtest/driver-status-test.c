@@ -16,6 +16,7 @@
 
 #include "qemu/osdep.h"
 #include "libqtest.h"
+#include "libqos/malloc-pc.h"
 #include "libqos/pci-pc.h"
 #include "libqos/virtio.h"
 #include "libqos/virtio-pci.h"
@@ -50,6 +51,11 @@
 #define E1000_TCTL_EN       0x00000002
 #define E1000_TCTL_PSP      0x00000008
 
+/* The legacy virtio-pci I/O BAR */
+#define VIRTIO_PCI_QUEUE_PFN  8
+#define VIRTIO_PCI_QUEUE_SEL  14
+#define VIRTIO_PCI_STATUS     18
+
 #define VMXNET3_REG_VRRS    0x00
 #define VMXNET3_REG_UVRS    0x08
 #define VMXNET3_REG_DSAL    0x10
@@ -78,6 +84,10 @@ typedef struct TestMachine {
     QPCIBus *pcibus;
     QPCIDevice *pdev;
     QPCIBar bar;
+    /* A virtio-net driver's receive queue, and where it lives */
+    QGuestAllocator alloc;
+    QVirtQueue *rx;
+    const QVirtioBus *rx_bus;
 } TestMachine;
 
 /*
@@ -100,6 +110,7 @@ static void machine_start(TestMachine *m, const char *args)
 {
     g_queue_init(&m->events);
     m->qts = qtest_initf("-M pc -nodefaults %s", args);
+    pc_alloc_init(&m->alloc, m->qts, ALLOC_NO_FLAGS);
     qtest_qmp_set_event_callback(m->qts, collect_event, &m->events);
 }
 
@@ -117,6 +128,10 @@ static void machine_start_pci(TestMachine *m, const char *args, int slot,
 
 static void machine_stop(TestMachine *m)
 {
+    if (m->rx) {
+        qvirtqueue_cleanup(m->rx_bus, m->rx, &m->alloc);
+    }
+    alloc_destroy(&m->alloc);
     if (m->pdev) {
         qpci_iounmap(m->pdev, m->bar);
         g_free(m->pdev);
@@ -638,6 +653,40 @@ static void virtio_bring_up(QVirtioPCIDevice *dev)
     qvirtio_set_driver_ok(&dev->vdev);
 }
 
+/*
+ * virtio-net's probe (Linux's virtnet_probe()): receive queue 0 set up
+ * and empty, DRIVER_OK
+ */
+static void virtio_net_probe(TestMachine *m, QVirtioPCIDevice *dev)
+{
+    QVirtioDevice *vdev = &dev->vdev;
+
+    if (m->rx) {
+        qvirtqueue_cleanup(m->rx_bus, m->rx, &m->alloc);
+    }
+    qvirtio_start_device(vdev);
+    qvirtio_set_features(vdev, qvirtio_get_features(vdev) &
+                         (1ull << VIRTIO_F_VERSION_1));
+    m->rx = qvirtqueue_setup(vdev, &m->alloc, 0);
+    m->rx_bus = vdev->bus;
+    qvirtio_set_driver_ok(vdev);
+}
+
+/* Its open (virtnet_open()): a receive buffer, and a kick */
+static void virtio_net_open(TestMachine *m, QVirtioPCIDevice *dev)
+{
+    uint64_t buf = guest_alloc(&m->alloc, 2048);
+    uint32_t head = qvirtqueue_add(m->qts, m->rx, buf, 2048, true, false);
+
+    qvirtqueue_kick(m->qts, &dev->vdev, m->rx, head);
+}
+
+static void virtio_net_bring_up(TestMachine *m, QVirtioPCIDevice *dev)
+{
+    virtio_net_probe(m, dev);
+    virtio_net_open(m, dev);
+}
+
 static void test_virtio_net(const void *data)
 {
     const char *transport = data;
@@ -655,11 +704,17 @@ static void test_virtio_net(const void *data)
     check_query(m.qts, "vio0", VIO_PATH, "none");
 
     /*
-     * ACKNOWLEDGE and DRIVER_OK go out at once, DRIVER and FEATURES_OK
-     * change nothing.
+     * Bound: ACKNOWLEDGE goes out at once, DRIVER, FEATURES_OK and
+     * DRIVER_OK with no receive buffer change nothing
      */
-    virtio_bring_up(dev);
-    CHECK_STEP(&m, "vio0", VIO_PATH, "initializing", "ready");
+    virtio_net_probe(&m, dev);
+    CHECK_STEP(&m, "vio0", VIO_PATH, "initializing");
+
+    /* Opened: the first receive buffers */
+    virtio_net_open(&m, dev);
+    CHECK_STEP(&m, "vio0", VIO_PATH, "ready");
+    virtio_net_open(&m, dev);
+    check_unchanged(&m, "vio0", VIO_PATH, "ready");
 
     /* Driver unloaded: virtio_reset_device() */
     qvirtio_reset(&dev->vdev);
@@ -675,7 +730,7 @@ static void test_virtio_net(const void *data)
     CHECK_STEP(&m, "vio0", VIO_PATH, "none");
 
     /* Up again; stopping and continuing the VM is not the guest's doing */
-    virtio_bring_up(dev);
+    virtio_net_bring_up(&m, dev);
     CHECK_STEP(&m, "vio0", VIO_PATH, "initializing", "ready");
     qtest_qmp_assert_success(m.qts, "{ 'execute': 'stop' }");
     qtest_qmp_assert_success(m.qts, "{ 'execute': 'cont' }");
@@ -705,8 +760,22 @@ static void hotplug_bring_up(TestMachine *m, const char *model)
     } else if (!strcmp(model, "e1000")) {
         e1000_write(m, E1000_RCTL, E1000_RCTL_EN);
     } else {
-        /* Legacy virtio I/O BAR: the device status byte */
-        qpci_io_writeb(m->pdev, m->bar, 18, VIRTIO_CONFIG_S_ACKNOWLEDGE |
+        /*
+         * Through the legacy virtio I/O BAR, as iPXE does it: receive
+         * queue 0 (descriptors, then the available ring on the next
+         * page) with a buffer in it, then the device status byte
+         */
+        uint64_t ring = 0x400000;
+
+        qtest_memset(m->qts, ring, 0, 3 * 4096);
+        qtest_writeq(m->qts, ring, ring + 0x8000);
+        qtest_writel(m->qts, ring + 8, 2048);
+        qtest_writew(m->qts, ring + 12, VRING_DESC_F_WRITE);
+        qtest_writew(m->qts, ring + 0x1000 + 2, 1);
+        qpci_io_writew(m->pdev, m->bar, VIRTIO_PCI_QUEUE_SEL, 0);
+        qpci_io_writel(m->pdev, m->bar, VIRTIO_PCI_QUEUE_PFN, ring >> 12);
+        qpci_io_writeb(m->pdev, m->bar, VIRTIO_PCI_STATUS,
+                       VIRTIO_CONFIG_S_ACKNOWLEDGE |
                        VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_DRIVER_OK);
     }
 }
@@ -832,7 +901,7 @@ static void migrate_setup_registers(TestMachine *m, QVirtioPCIDevice *vio)
     rtl8139_chipcmd(m, RTL8139_CMD_RXENB | RTL8139_CMD_TXENB);
     e1000_map(m);
     e1000_write(m, E1000_TCTL, E1000_TCTL_EN);
-    virtio_bring_up(vio);
+    virtio_net_bring_up(m, vio);
 }
 
 /*
@@ -1041,7 +1110,7 @@ static void failed_reset_virtio(TestMachine *m, QVirtioPCIDevice *vio)
 
 static void failed_open_virtio(TestMachine *m, QVirtioPCIDevice *vio)
 {
-    virtio_bring_up(vio);
+    virtio_net_bring_up(m, vio);
 }
 
 static const FailedCase failed_cases[] = {

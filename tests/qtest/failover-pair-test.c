@@ -29,11 +29,24 @@
 #define BURST 8
 
 /* Legacy virtio-pci I/O BAR (disable-modern=on), MSI-X off */
+#define VIRTIO_PCI_QUEUE_PFN 8
+#define VIRTIO_PCI_QUEUE_SEL 14
+#define VIRTIO_PCI_QUEUE_NOTIFY 16
 #define VIRTIO_PCI_STATUS 18
 #define VIRTIO_PCI_ISR 19
 #define VIRTIO_NET_CONFIG_STATUS (20 + 6)
 #define VIRTIO_NET_S_LINK_UP 1
 #define VIRTIO_STATUS_READY 0x0f /* ACKNOWLEDGE|DRIVER|DRIVER_OK|FEATURES_OK */
+/*
+ * virtio-net's receive queue 0, as a legacy driver lays it out: 256
+ * descriptors, the available ring after them, the used ring on the
+ * next page; at a place of its own for each slot.  Its first
+ * descriptor is a buffer for the device to write.
+ */
+#define VIRTIO_RX_RING(slot) (0x300000 + (slot) * 0x10000)
+#define VIRTIO_RX_AVAIL 0x1000
+#define VIRTIO_RX_BUFFER 0x8000
+#define VRING_DESC_F_WRITE 2
 
 /* rtl8139 */
 #define RTL_TX_STATUS0 0x10
@@ -113,11 +126,65 @@ static void model_nic_map(QPCIBus *bus, ModelNic *n, int slot)
     n->bar = qpci_iomap(n->dev, model_bar(n->model), NULL);
 }
 
+/*
+ * A virtio-net driver's probe: receive queue 0 set up, empty, and
+ * DRIVER_OK.  Linux's virtnet_probe() goes as far as this.
+ */
+static void virtio_bind(QTestState *qts, QPCIDevice *dev, QPCIBar bar)
+{
+    uint64_t ring = VIRTIO_RX_RING(dev->devfn >> 3);
+
+    qtest_memset(qts, ring, 0, 3 * 4096);
+    qpci_io_writew(dev, bar, VIRTIO_PCI_QUEUE_SEL, 0);
+    qpci_io_writel(dev, bar, VIRTIO_PCI_QUEUE_PFN, ring >> 12);
+    qpci_io_writeb(dev, bar, VIRTIO_PCI_STATUS, VIRTIO_STATUS_READY);
+}
+
+/* Its open (virtnet_open()): a receive buffer, and a kick */
+static void virtio_open(QTestState *qts, QPCIDevice *dev, QPCIBar bar)
+{
+    uint64_t ring = VIRTIO_RX_RING(dev->devfn >> 3);
+    uint16_t idx = qtest_readw(qts, ring + VIRTIO_RX_AVAIL + 2);
+
+    qtest_writeq(qts, ring, ring + VIRTIO_RX_BUFFER);
+    qtest_writel(qts, ring + 8, 2048);
+    qtest_writew(qts, ring + 12, VRING_DESC_F_WRITE);
+    qtest_writew(qts, ring + VIRTIO_RX_AVAIL + 4 + 2 * (idx % 256), 0);
+    qtest_writew(qts, ring + VIRTIO_RX_AVAIL + 2, idx + 1);
+    qpci_io_writew(dev, bar, VIRTIO_PCI_QUEUE_NOTIFY, 0);
+}
+
+/*
+ * The driver up in one step, as a driver that gives the device its
+ * receive buffers before DRIVER_OK (iPXE's); down: it resets the device
+ */
+static void virtio_driver(QTestState *qts, QPCIDevice *dev, QPCIBar bar,
+                          bool up)
+{
+    uint64_t ring = VIRTIO_RX_RING(dev->devfn >> 3);
+
+    if (!up) {
+        qpci_io_writeb(dev, bar, VIRTIO_PCI_STATUS, 0);
+        return;
+    }
+    if (qpci_io_readb(dev, bar, VIRTIO_PCI_STATUS) == VIRTIO_STATUS_READY) {
+        virtio_open(qts, dev, bar);
+        return;
+    }
+    qtest_memset(qts, ring, 0, 3 * 4096);
+    qtest_writeq(qts, ring, ring + VIRTIO_RX_BUFFER);
+    qtest_writel(qts, ring + 8, 2048);
+    qtest_writew(qts, ring + 12, VRING_DESC_F_WRITE);
+    qtest_writew(qts, ring + VIRTIO_RX_AVAIL + 2, 1);
+    qpci_io_writew(dev, bar, VIRTIO_PCI_QUEUE_SEL, 0);
+    qpci_io_writel(dev, bar, VIRTIO_PCI_QUEUE_PFN, ring >> 12);
+    qpci_io_writeb(dev, bar, VIRTIO_PCI_STATUS, VIRTIO_STATUS_READY);
+}
+
 static void model_driver(QTestState *qts, ModelNic *n, bool up)
 {
     if (g_str_has_prefix(n->model, "virtio-net")) {
-        qpci_io_writeb(n->dev, n->bar, VIRTIO_PCI_STATUS,
-                       up ? VIRTIO_STATUS_READY : 0);
+        virtio_driver(qts, n->dev, n->bar, up);
     } else if (model_is(n, "rtl8139")) {
         /* 8139too unmasks its interrupts, link change included */
         qpci_io_writew(n->dev, n->bar, RTL_INTR_MASK, up ? RTL_INTR_ALL : 0);
@@ -304,8 +371,7 @@ static void primary_driver(Guest *g, bool up)
     if (!g->primary) {
         return;
     }
-    qpci_io_writeb(g->primary, g->primary_bar, VIRTIO_PCI_STATUS,
-                   up ? VIRTIO_STATUS_READY : 0);
+    virtio_driver(g->qts, g->primary, g->primary_bar, up);
 }
 
 /* The fallback as a ModelNic, for the helpers all models share */
@@ -1500,6 +1566,67 @@ static void test_dissolve_migrate(gconstpointer opaque)
 #define KV_NIC1 "-device rtl8139,id=nic1,netdev=hs1,addr=4 "
 #define KV_PAIR "-device failover-pair,id=pair0,primary=nic0,fallback=nic1 "
 
+static const char *pair_member_status(QTestState *qts, const char *member)
+{
+    static char status[16];
+    QDict *pair = query_pair(qts);
+
+    g_strlcpy(status, qdict_get_str(qdict_get_qdict(pair, member),
+                                    "driver-status"), sizeof(status));
+    qobject_unref(pair);
+    return status;
+}
+
+/*
+ * A guest whose network configuration names only the fallback's
+ * interface, as an image made on a VM with that NIC: virtio_net binds
+ * at probe and sets DRIVER_OK, and nothing opens its interface.  The
+ * fallback keeps the link; the primary takes it the moment the guest
+ * opens virtio-net, and loses it when its driver resets the device.
+ */
+static void test_virtio_bound(void)
+{
+    Guest g;
+    g_autofree char *active = NULL;
+
+    guest_start(&g, NULL, "");
+    fallback_driver(&g, true);
+    qtest_clock_step(g.qts, DELAY_NS);
+    g_assert_true(fallback_link(&g));
+
+    virtio_bind(g.qts, g.primary, g.primary_bar);
+    g_assert_cmpstr(pair_member_status(g.qts, "primary"), ==,
+                    "initializing");
+    qtest_clock_step(g.qts, 10 * DELAY_NS);
+    active = pair_active(g.qts);
+    g_assert_cmpstr(active, ==, "fallback");
+    g_assert_true(fallback_link(&g));
+    g_assert_false(primary_link(&g));
+
+    virtio_open(g.qts, g.primary, g.primary_bar);
+    g_assert_cmpstr(pair_member_status(g.qts, "primary"), ==, "ready");
+    g_free(active);
+    active = pair_active(g.qts);
+    g_assert_cmpstr(active, ==, "primary");
+    g_assert_true(primary_link(&g));
+    g_assert_false(fallback_link(&g));
+
+    /* Unloaded, or reset by its own driver: bound again, not opened */
+    primary_driver(&g, false);
+    g_assert_false(primary_link(&g));
+    virtio_bind(g.qts, g.primary, g.primary_bar);
+    qtest_clock_step(g.qts, DELAY_NS);
+    g_free(active);
+    active = pair_active(g.qts);
+    g_assert_cmpstr(active, ==, "fallback");
+    g_assert_true(fallback_link(&g));
+    g_assert_false(primary_link(&g));
+    virtio_open(g.qts, g.primary, g.primary_bar);
+    g_assert_true(primary_link(&g));
+    g_assert_false(fallback_link(&g));
+    guest_stop(&g);
+}
+
 /*
  * A whole pair does not migrate to a QEMU that lacks one of its NICs.
  * Here the NIC is there under another id, so that what the guest has
@@ -2185,6 +2312,7 @@ int main(int argc, char **argv)
                                c->primary ? "primary" : "fallback");
         qtest_add_data_func(path, c, test_dissolve_migrate);
     }
+    qtest_add_func("/failover-pair/virtio-bound", test_virtio_bound);
     qtest_add_data_func("/failover-pair/restore-missing/primary",
                         GINT_TO_POINTER(true), test_restore_missing);
     qtest_add_data_func("/failover-pair/restore-missing/fallback",

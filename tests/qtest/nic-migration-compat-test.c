@@ -34,6 +34,7 @@
 
 #include "qemu/osdep.h"
 #include "libqtest.h"
+#include "libqos/malloc-pc.h"
 #include "libqos/pci-pc.h"
 #include "libqos/virtio.h"
 #include "libqos/virtio-pci.h"
@@ -45,6 +46,8 @@
 #define ENV_DST "QTEST_QEMU_BINARY_DST"
 
 #define NIC_SLOT 4
+#define FRAME_LEN 60
+#define VIRTIO_NET_TIMEOUT_US (30 * 1000 * 1000)
 #define NIC_PATH "/machine/peripheral/nic0"
 
 #define RTL8139_TXCONFIG    0x40
@@ -101,7 +104,11 @@ typedef enum NicState {
      * boot firmware does (e1000e and igb)
      */
     STATE_RESET,
+    /* The driver bound the NIC (DRIVER_OK) and did not open it (virtio) */
+    STATE_BOUND,
     STATE_OPENED,
+    /* Opened, then a frame took every receive buffer it had (virtio) */
+    STATE_DRAINED,
     /* Opened, then closed */
     STATE_CLOSED,
     /* The NIC refused the configuration of the driver's open */
@@ -115,7 +122,9 @@ static const char *const state_names[STATE__MAX] = {
     [STATE_POWER_ON] = "power-on",
     [STATE_PROBED] = "probed",
     [STATE_RESET] = "reset",
+    [STATE_BOUND] = "bound",
     [STATE_OPENED] = "opened",
+    [STATE_DRAINED] = "drained",
     [STATE_CLOSED] = "closed",
     [STATE_REFUSED] = "refused",
     [STATE_LINK_OFF] = "link-off",
@@ -127,6 +136,12 @@ typedef struct Nic {
     QPCIDevice *pdev;
     QPCIBar bar;
     QVirtioPCIDevice *vio;
+    /* The backend: frames written to sock[0] reach the NIC */
+    int sock[2];
+    /* virtio-net's receive queue 0, its buffer and where they live */
+    QGuestAllocator alloc;
+    QVirtQueue *rx;
+    uint32_t rx_head;
 } Nic;
 
 typedef struct NicModel {
@@ -139,6 +154,8 @@ typedef struct NicModel {
     void (*close)(Nic *n);
     /* NULL where the model has no such state */
     void (*reset)(Nic *n);
+    void (*bind)(Nic *n);
+    void (*drain)(Nic *n);
     void (*refuse)(Nic *n);
     /* Appends what the guest reads, as text */
     void (*read)(Nic *n, GString *regs);
@@ -345,10 +362,38 @@ static void virtio_net_probe(Nic *n)
                          ~QVIRTIO_F_BAD_FEATURE);
 }
 
-static void virtio_net_open(Nic *n)
+/* Linux's virtnet_probe(): receive queue 0 set up, empty, DRIVER_OK */
+static void virtio_net_bind(Nic *n)
 {
     virtio_net_probe(n);
+    n->rx = qvirtqueue_setup(&n->vio->vdev, &n->alloc, 0);
     qvirtio_set_driver_ok(&n->vio->vdev);
+}
+
+/* virtnet_open(): a receive buffer, and a kick */
+static void virtio_net_open(Nic *n)
+{
+    uint64_t buf = guest_alloc(&n->alloc, 2048);
+
+    virtio_net_bind(n);
+    n->rx_head = qvirtqueue_add(n->qts, n->rx, buf, 2048, true, false);
+    qvirtqueue_kick(n->qts, &n->vio->vdev, n->rx, n->rx_head);
+}
+
+/* A broadcast frame arrives and takes the only buffer */
+static void virtio_net_drain(Nic *n)
+{
+    uint8_t frame[FRAME_LEN];
+    uint32_t len = htonl(FRAME_LEN);
+
+    virtio_net_open(n);
+    /* To the broadcast address, from 00:00:00:00:00:00 */
+    memset(frame, 0, FRAME_LEN);
+    memset(frame, 0xff, 6);
+    g_assert_cmpint(send(n->sock[0], &len, sizeof(len), 0), ==, sizeof(len));
+    g_assert_cmpint(send(n->sock[0], frame, FRAME_LEN, 0), ==, FRAME_LEN);
+    qvirtio_wait_used_elem(n->qts, &n->vio->vdev, n->rx, n->rx_head, NULL,
+                           VIRTIO_NET_TIMEOUT_US);
 }
 
 static void virtio_net_close(Nic *n)
@@ -453,16 +498,23 @@ static const NicModel models[] = {
     }, {
         .name = "virtio-net", .device = "virtio-net-pci,disable-modern=on",
         .bar = 0, .probe = virtio_net_probe, .open = virtio_net_open,
-        .close = virtio_net_close, .read = virtio_net_read,
-        /* The device status byte says it all */
+        .close = virtio_net_close, .bind = virtio_net_bind,
+        .drain = virtio_net_drain, .read = virtio_net_read,
+        /*
+         * The device status byte and the receive queue: a driver that
+         * opened the NIC is ready until it resets it, its buffers taken
+         * or not
+         */
         .status = {
             [STATE_POWER_ON] = "none", [STATE_PROBED] = "initializing",
-            [STATE_OPENED] = "ready", [STATE_CLOSED] = "none",
+            [STATE_BOUND] = "initializing", [STATE_OPENED] = "ready",
+            [STATE_DRAINED] = "ready", [STATE_CLOSED] = "none",
             [STATE_LINK_OFF] = "ready",
         },
         .from_registers = {
             [STATE_POWER_ON] = "none", [STATE_PROBED] = "initializing",
-            [STATE_OPENED] = "ready", [STATE_CLOSED] = "none",
+            [STATE_BOUND] = "initializing", [STATE_OPENED] = "ready",
+            [STATE_DRAINED] = "initializing", [STATE_CLOSED] = "none",
             [STATE_LINK_OFF] = "ready",
         },
     },
@@ -471,13 +523,17 @@ static const NicModel models[] = {
 static void nic_start(Nic *n, const char *env, const TestCase *c,
                       const char *extra)
 {
-    g_autofree char *args = g_strdup_printf(
-        "-machine %s -nodefaults -netdev user,id=hs0 "
-        "-device %s,id=nic0,netdev=hs0,addr=%d %s",
-        c->machine, c->model->device, NIC_SLOT, extra);
+    g_autofree char *args = NULL;
 
     memset(n, 0, sizeof(*n));
+    g_assert_cmpint(socketpair(PF_UNIX, SOCK_STREAM, 0, n->sock), ==, 0);
+    args = g_strdup_printf("-machine %s -nodefaults "
+                           "-netdev socket,fd=%d,id=hs0 "
+                           "-device %s,id=nic0,netdev=hs0,addr=%d %s",
+                           c->machine, n->sock[1], c->model->device,
+                           NIC_SLOT, extra);
     n->qts = qtest_init_ext(env, args, NULL, true);
+    pc_alloc_init(&n->alloc, n->qts, ALLOC_NO_FLAGS);
     n->bus = qpci_new_pc(n->qts, NULL);
     if (g_str_equal(c->model->name, "virtio-net")) {
         QPCIAddress addr = { .devfn = QPCI_DEVFN(NIC_SLOT, 0) };
@@ -495,6 +551,10 @@ static void nic_start(Nic *n, const char *env, const TestCase *c,
 
 static void nic_stop(Nic *n)
 {
+    if (n->rx) {
+        qvirtqueue_cleanup(n->vio->vdev.bus, n->rx, &n->alloc);
+    }
+    alloc_destroy(&n->alloc);
     if (n->vio) {
         qvirtio_pci_device_disable(n->vio);
         g_free(n->vio->pdev);
@@ -505,6 +565,8 @@ static void nic_stop(Nic *n)
     }
     qpci_free_pc(n->bus);
     qtest_quit(n->qts);
+    close(n->sock[0]);
+    close(n->sock[1]);
 }
 
 /* Plays the driver into @state */
@@ -519,8 +581,14 @@ static void nic_enter(Nic *n, const NicModel *model, NicState state)
     case STATE_RESET:
         model->reset(n);
         break;
+    case STATE_BOUND:
+        model->bind(n);
+        break;
     case STATE_OPENED:
         model->open(n);
+        break;
+    case STATE_DRAINED:
+        model->drain(n);
         break;
     case STATE_CLOSED:
         model->open(n);
