@@ -150,7 +150,7 @@ functional: build guest
 		func-x86_64-failover_pair
 
 ## e2e       boot Linux guests with a failover pair kept by
-##           scripts/failover-policy.py over QMP (7 scenarios), then with
+##           scripts/failover-policy.py over QMP (8 scenarios), then with
 ##           the pair in QEMU on a tap bridge in a network namespace (root)
 e2e: build guest
 	@$(PYTHON) harness/e2e.py --qemu $(BUILD)/qemu-system-x86_64 \

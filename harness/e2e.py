@@ -844,6 +844,28 @@ async def sc_virtio_later(run):
            f'FAILOVER_PAIR_CHANGED: {run.pair_events()}, expected fallback ... primary')
 
 
+async def sc_virtio_bound(run):
+    """virtio_net binds its NIC at probe, and the guest's network
+    configuration names only the e1000 interface (an image made on an
+    e1000 VM), until the guest brings the virtio interface up too."""
+    leg = await traffic(run, 'e1000', BOOT_TIMEOUT)
+    t_ping, _ = run.guest_line(ping_ok(leg))
+    await check_qmp(run, 'fallback', {'vnet0': 'initializing',
+                                      'legacy0': 'ready'})
+    t_up, _ = await run.wait_line(line_is('ifup', driver='virtio_net'), 30,
+                                  'the virtio interface brought up')
+    expect(t_ping < t_up, 'the virtio interface came up before the legacy '
+           'NIC carried traffic (raise e2e.ifup)')
+    vif = await traffic(run, 'virtio_net', 30, since=t_up - 0.5)
+    await run.wait_line(is_carrier('e1000', '0'), 10,
+                        f'{leg} (e1000) losing carrier', since=t_up - 0.5)
+    await check_qmp(run, 'primary', {'vnet0': 'ready', 'legacy0': 'ready'})
+    pe = await pair_settles(run, 'primary')
+    expect(pe[:1] == ['fallback'] and pe[-1:] == ['primary'],
+           f'FAILOVER_PAIR_CHANGED: {run.pair_events()}, expected fallback '
+           f'... primary ({vif})')
+
+
 async def sc_rmmod_virtio(run):
     vif = await traffic(run, 'virtio_net', BOOT_TIMEOUT)
     t_ping, _ = run.guest_line(ping_ok(vif))
@@ -947,6 +969,8 @@ SCENARIOS = [
     ('legacy-e1000', 'e1000', 'e2e.load=e1000 e2e.off=60', sc_legacy('e1000')),
     ('virtio-later', 'rtl8139', 'e2e.load=8139cp e2e.later=virtio_net@+2 e2e.off=60',
      sc_virtio_later),
+    ('virtio-bound', 'e1000', 'e2e.load=virtio_net,e1000 '
+     'e2e.ifup=virtio_net@+2 e2e.off=60', sc_virtio_bound),
     ('rmmod-virtio', 'rtl8139', 'e2e.load=virtio_net,8139cp e2e.rmmod=virtio_net@+2 '
      'e2e.off=60', sc_rmmod_virtio),
     ('reboot', 'rtl8139', 'e2e.load=virtio_net,8139cp e2e.reboot=+2 '

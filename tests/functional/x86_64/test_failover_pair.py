@@ -7,8 +7,9 @@
 """A Linux guest with a virtio-net NIC and a legacy NIC in a failover pair.
 
 Both NICs share one MAC address and one user-mode network (a hub).  The
-guest's /init brings up every interface it finds, runs DHCP and pings the
-gateway on each one that has carrier, and prints a line for each of these
+guest's /init brings up every interface it finds (those of the drivers
+e2e.ifup names only later), runs DHCP and pings the gateway on each one
+that has carrier, and prints a line for each of these
 facts on the serial console ("E2E iface=eth0 driver=virtio_net carrier=1",
 "E2E ping iface=eth0 driver=virtio_net ok", ...); a shell on the same
 console takes the test's commands (modprobe, rmmod, reboot -f, and
@@ -52,7 +53,7 @@ class FailoverPair(QemuSystemTest):
         'e073b7cd71a8c37569e03b4080a69cfce606a89f3ce8a5848fd1e4eaeea5d771')
     ASSET_INITRD = Asset(
         'make guest: initramfs.gz',
-        '4e5b4717cb87290b489cc1ce6d80434693103281be0b5bfddabfb644be5dbd4e')
+        '9b2dffc52320586e2d258185e80bd81d084bc22bee7508cc996565a851c8f702')
 
     def setUp(self):
         super().setUp()
@@ -203,6 +204,23 @@ class FailoverPair(QemuSystemTest):
         self.wait_traffic('8139cp')
         self.assert_pair('fallback', vnet0='none', legacy0='ready')
         self.load_virtio_late('8139cp')
+
+    def test_virtio_bound(self):
+        """virtio_net binds its NIC, and the guest's network configuration
+        names only the e1000 interface, as an image made on an e1000 VM;
+        later the guest brings the virtio interface up as well."""
+        self.launch('virtio_net,e1000', legacy='e1000',
+                    extra='e2e.ifup=virtio_net@+2')
+        self.wait_traffic('e1000', failure='driver=virtio_net carrier=1')
+        self.assert_pair('fallback', vnet0='initializing', legacy0='ready')
+        wait_for_console_pattern(self, 'E2E ifup iface=')
+        self.wait_traffic('virtio_net')
+        # e1000's driver sees its link go in its watchdog, a moment later
+        wait_for_console_pattern(self, 'driver=e1000 carrier=0')
+        self.assert_pair('primary', vnet0='ready', legacy0='ready')
+        changes = [a for _, a in self.pair_events('primary')]
+        self.assertEqual(changes[:1], ['fallback'])
+        self.assertEqual(changes[-1:], ['primary'])
 
     def test_virtio_unloaded(self):
         self.launch('virtio_net,8139cp')
