@@ -825,6 +825,23 @@ def sc_legacy(driver):
     return sc
 
 
+async def moves_to_virtio(run, leg, legacy, since):
+    """From SINCE on, virtio-net carries the traffic and LEG, the interface
+    of LEGACY's NIC, loses carrier; returns virtio-net's interface."""
+    vif = await traffic(run, 'virtio_net', 30, since=since - 0.5)
+    await run.wait_line(is_carrier(legacy, '0'), 10,
+                        f'{leg} ({legacy}) losing carrier', since=since - 0.5)
+    return vif
+
+
+async def ends_on_primary(run):
+    """Both drivers ready, the pair on the primary after the fallback."""
+    await check_qmp(run, 'primary', {'vnet0': 'ready', 'legacy0': 'ready'})
+    pe = await pair_settles(run, 'primary')
+    expect(pe[:1] == ['fallback'] and pe[-1:] == ['primary'],
+           f'FAILOVER_PAIR_CHANGED: {run.pair_events()}, expected fallback ... primary')
+
+
 async def sc_virtio_later(run):
     leg = await traffic(run, '8139cp', BOOT_TIMEOUT)
     t_ping, _ = run.guest_line(ping_ok(leg))
@@ -832,16 +849,11 @@ async def sc_virtio_later(run):
                                     'the delayed load of virtio_net')
     expect(t_ping < t_load, 'virtio_net was loaded before the legacy NIC '
            'carried traffic (raise e2e.later)')
-    vif = await traffic(run, 'virtio_net', 30, since=t_load - 0.5)
-    await run.wait_line(is_carrier('8139cp', '0'), 10,
-                        f'{leg} (8139cp) losing carrier', since=t_load - 0.5)
+    vif = await moves_to_virtio(run, leg, '8139cp', t_load)
     await asyncio.sleep(FALLBACK_DELAY + 0.5)
     late = run.guest_lines(is_carrier('8139cp', '1'), since=t_load + 0.5)
     expect(not late, f'{leg} got carrier again while virtio-net ({vif}) was active')
-    await check_qmp(run, 'primary', {'vnet0': 'ready', 'legacy0': 'ready'})
-    pe = await pair_settles(run, 'primary')
-    expect(pe[:1] == ['fallback'] and pe[-1:] == ['primary'],
-           f'FAILOVER_PAIR_CHANGED: {run.pair_events()}, expected fallback ... primary')
+    await ends_on_primary(run)
 
 
 async def sc_virtio_bound(run):
@@ -856,14 +868,8 @@ async def sc_virtio_bound(run):
                                   'the virtio interface brought up')
     expect(t_ping < t_up, 'the virtio interface came up before the legacy '
            'NIC carried traffic (raise e2e.ifup)')
-    vif = await traffic(run, 'virtio_net', 30, since=t_up - 0.5)
-    await run.wait_line(is_carrier('e1000', '0'), 10,
-                        f'{leg} (e1000) losing carrier', since=t_up - 0.5)
-    await check_qmp(run, 'primary', {'vnet0': 'ready', 'legacy0': 'ready'})
-    pe = await pair_settles(run, 'primary')
-    expect(pe[:1] == ['fallback'] and pe[-1:] == ['primary'],
-           f'FAILOVER_PAIR_CHANGED: {run.pair_events()}, expected fallback '
-           f'... primary ({vif})')
+    await moves_to_virtio(run, leg, 'e1000', t_up)
+    await ends_on_primary(run)
 
 
 async def sc_rmmod_virtio(run):

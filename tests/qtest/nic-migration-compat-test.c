@@ -419,6 +419,23 @@ static void virtio_net_read(Nic *n, GString *regs)
                            status & ~VIRTIO_NET_S_ANNOUNCE);
 }
 
+/* e1000e and igb: DRV_LOAD says a driver owns the NIC; its close keeps it */
+#define E1000X_MODEL(_name) {                                               \
+        .name = _name, .device = _name, .bar = 0,                           \
+        .probe = e1000x_probe, .open = e1000x_open, .close = e1000x_close,  \
+        .reset = e1000x_reset, .read = e1000_read,                          \
+        .status = {                                                         \
+            [STATE_POWER_ON] = "none", [STATE_PROBED] = "initializing",     \
+            [STATE_RESET] = "initializing", [STATE_OPENED] = "ready",       \
+            [STATE_CLOSED] = "initializing", [STATE_LINK_OFF] = "ready",    \
+        },                                                                  \
+        .from_registers = {                                                 \
+            [STATE_POWER_ON] = "none", [STATE_PROBED] = "initializing",     \
+            [STATE_RESET] = "none", [STATE_OPENED] = "ready",               \
+            [STATE_CLOSED] = "initializing", [STATE_LINK_OFF] = "ready",    \
+        },                                                                  \
+    }
+
 static const NicModel models[] = {
     {
         .name = "rtl8139", .device = "rtl8139", .bar = 0,
@@ -450,36 +467,10 @@ static const NicModel models[] = {
             [STATE_OPENED] = "ready", [STATE_CLOSED] = "none",
             [STATE_LINK_OFF] = "ready",
         },
-    }, {
-        .name = "e1000e", .device = "e1000e", .bar = 0,
-        .probe = e1000x_probe, .open = e1000x_open, .close = e1000x_close,
-        .reset = e1000x_reset, .read = e1000_read,
-        /* DRV_LOAD says a driver owns the NIC; its close keeps it */
-        .status = {
-            [STATE_POWER_ON] = "none", [STATE_PROBED] = "initializing",
-            [STATE_RESET] = "initializing", [STATE_OPENED] = "ready",
-            [STATE_CLOSED] = "initializing", [STATE_LINK_OFF] = "ready",
-        },
-        .from_registers = {
-            [STATE_POWER_ON] = "none", [STATE_PROBED] = "initializing",
-            [STATE_RESET] = "none", [STATE_OPENED] = "ready",
-            [STATE_CLOSED] = "initializing", [STATE_LINK_OFF] = "ready",
-        },
-    }, {
-        .name = "igb", .device = "igb", .bar = 0,
-        .probe = e1000x_probe, .open = e1000x_open, .close = e1000x_close,
-        .reset = e1000x_reset, .read = e1000_read,
-        .status = {
-            [STATE_POWER_ON] = "none", [STATE_PROBED] = "initializing",
-            [STATE_RESET] = "initializing", [STATE_OPENED] = "ready",
-            [STATE_CLOSED] = "initializing", [STATE_LINK_OFF] = "ready",
-        },
-        .from_registers = {
-            [STATE_POWER_ON] = "none", [STATE_PROBED] = "initializing",
-            [STATE_RESET] = "none", [STATE_OPENED] = "ready",
-            [STATE_CLOSED] = "initializing", [STATE_LINK_OFF] = "ready",
-        },
-    }, {
+    },
+    E1000X_MODEL("e1000e"),
+    E1000X_MODEL("igb"),
+    {
         .name = "vmxnet3", .device = "vmxnet3", .bar = 1,
         .probe = vmxnet3_probe, .open = vmxnet3_open,
         .close = vmxnet3_close, .refuse = vmxnet3_refuse,
