@@ -419,6 +419,22 @@ static void virtio_net_read(Nic *n, GString *regs)
                            status & ~VIRTIO_NET_S_ANNOUNCE);
 }
 
+/*
+ * rtl8139 and e1000: the driver's reset leaves registers that say none,
+ * and only the status says a driver is there
+ */
+#define RESET_ONLY_IN_STATUS                                                \
+        .status = {                                                         \
+            [STATE_POWER_ON] = "none", [STATE_PROBED] = "initializing",     \
+            [STATE_OPENED] = "ready", [STATE_CLOSED] = "none",              \
+            [STATE_LINK_OFF] = "ready",                                     \
+        },                                                                  \
+        .from_registers = {                                                 \
+            [STATE_POWER_ON] = "none", [STATE_PROBED] = "none",             \
+            [STATE_OPENED] = "ready", [STATE_CLOSED] = "none",              \
+            [STATE_LINK_OFF] = "ready",                                     \
+        }
+
 /* e1000e and igb: DRV_LOAD says a driver owns the NIC; its close keeps it */
 #define E1000X_MODEL(_name) {                                               \
         .name = _name, .device = _name, .bar = 0,                           \
@@ -442,31 +458,13 @@ static const NicModel models[] = {
         .probe = rtl8139_probe, .open = rtl8139_open,
         .close = rtl8139_close, .read = rtl8139_read,
         /* The reset clears ChipCmd */
-        .status = {
-            [STATE_POWER_ON] = "none", [STATE_PROBED] = "initializing",
-            [STATE_OPENED] = "ready", [STATE_CLOSED] = "none",
-            [STATE_LINK_OFF] = "ready",
-        },
-        .from_registers = {
-            [STATE_POWER_ON] = "none", [STATE_PROBED] = "none",
-            [STATE_OPENED] = "ready", [STATE_CLOSED] = "none",
-            [STATE_LINK_OFF] = "ready",
-        },
+        RESET_ONLY_IN_STATUS,
     }, {
         .name = "e1000", .device = "e1000", .bar = 0,
         .probe = e1000_probe, .open = e1000_open, .close = e1000_close,
         .read = e1000_read,
         /* The driver clears RCTL and TCTL before the reset */
-        .status = {
-            [STATE_POWER_ON] = "none", [STATE_PROBED] = "initializing",
-            [STATE_OPENED] = "ready", [STATE_CLOSED] = "none",
-            [STATE_LINK_OFF] = "ready",
-        },
-        .from_registers = {
-            [STATE_POWER_ON] = "none", [STATE_PROBED] = "none",
-            [STATE_OPENED] = "ready", [STATE_CLOSED] = "none",
-            [STATE_LINK_OFF] = "ready",
-        },
+        RESET_ONLY_IN_STATUS,
     },
     E1000X_MODEL("e1000e"),
     E1000X_MODEL("igb"),
