@@ -39,6 +39,8 @@ void driver_status_change(DriverStatusState *ds, GuestDriverStatus status)
     g_autofree char *path = NULL;
 
     ds->status = status;
+    /* Whatever the driver waited for, it has moved on */
+    ds->link_wanted = false;
 
     /* Without a place in the QOM tree there is nobody to tell yet */
     if (!ds->dev || !ds->dev->realized) {
@@ -49,6 +51,28 @@ void driver_status_change(DriverStatusState *ds, GuestDriverStatus status)
     trace_driver_status_change(path, GuestDriverStatus_str(change.old_status),
                                GuestDriverStatus_str(status));
     qapi_event_send_driver_status_changed(ds->dev->id, path, status);
+    notifier_list_notify(&driver_status_listeners, &change);
+}
+
+void driver_status_report_link_wanted(DriverStatusState *ds)
+{
+    DriverStatusChange change = {
+        .dev = ds->dev,
+        .old_status = ds->status,
+        .new_status = ds->status,
+    };
+    g_autofree char *path = NULL;
+
+    /* Only a driver on its way up waits; the guest polls, so once is enough */
+    if (ds->link_wanted || ds->status != GUEST_DRIVER_STATUS_INITIALIZING) {
+        return;
+    }
+    ds->link_wanted = true;
+    if (!ds->dev || !ds->dev->realized) {
+        return;
+    }
+    path = object_get_canonical_path(OBJECT(ds->dev));
+    trace_driver_status_link_wanted(path);
     notifier_list_notify(&driver_status_listeners, &change);
 }
 
@@ -104,7 +128,7 @@ void driver_status_remove_listener(Notifier *n)
 bool driver_status_needed(const DriverStatusState *ds,
                           GuestDriverStatus from_registers)
 {
-    return ds->migrate && ds->status != from_registers;
+    return ds->migrate && (ds->status != from_registers || ds->link_wanted);
 }
 
 void driver_status_pre_load(DriverStatusState *ds)
@@ -116,6 +140,7 @@ void driver_status_post_load(DriverStatusState *ds,
                              GuestDriverStatus from_registers)
 {
     ds->status = ds->loaded ? ds->stream_status : from_registers;
+    ds->link_wanted = ds->loaded && ds->stream_link_wanted;
     ds->loaded = false;
 }
 
@@ -124,6 +149,7 @@ static int driver_status_state_pre_save(void *opaque)
     DriverStatusState *ds = opaque;
 
     ds->stream_status = ds->status;
+    ds->stream_link_wanted = ds->link_wanted;
     return 0;
 }
 
@@ -131,7 +157,9 @@ static int driver_status_state_post_load(void *opaque, int version_id)
 {
     DriverStatusState *ds = opaque;
 
-    if (ds->stream_status >= GUEST_DRIVER_STATUS__MAX) {
+    if (ds->stream_status >= GUEST_DRIVER_STATUS__MAX ||
+        (ds->stream_link_wanted &&
+         ds->stream_status != GUEST_DRIVER_STATUS_INITIALIZING)) {
         return -EINVAL;
     }
     ds->loaded = true;
@@ -139,8 +167,9 @@ static int driver_status_state_post_load(void *opaque, int version_id)
 }
 
 /*
- * The status is a byte on the wire.  It is loaded aside and taken only
- * in the device's post_load, once the whole device state has arrived.
+ * The status is a byte on the wire, followed by whether the driver
+ * waits for a link.  Both are loaded aside and taken only in the
+ * device's post_load, once the whole device state has arrived.
  */
 const VMStateDescription vmstate_driver_status = {
     .name = "driver-status",
@@ -150,6 +179,7 @@ const VMStateDescription vmstate_driver_status = {
     .post_load = driver_status_state_post_load,
     .fields = (const VMStateField[]) {
         VMSTATE_UINT8(stream_status, DriverStatusState),
+        VMSTATE_BOOL(stream_link_wanted, DriverStatusState),
         VMSTATE_END_OF_LIST()
     },
 };

@@ -9,14 +9,23 @@
  * should use when it can (the primary, typically virtio-net) and one of a
  * model that more guests have a driver for (the fallback, such as
  * rtl8139, e1000 or e1000e), and keeps at most one of their links up,
- * chosen from the guest driver status both report (hw/driver-status.h):
+ * chosen from the guest driver status both report (hw/driver-status.h).
+ * A NIC's driver wants the link when it is ready, or when it is
+ * initializing and waits for a link before it enables anything (some
+ * firmware's e1000 drivers).  The link goes to:
  *
- *   - the primary's, as soon as its driver is ready;
- *   - the fallback's, once its driver is ready and the primary's has not
- *     been ready for fallback-delay-ms of virtual time: a guest that
- *     loads both drivers gets the primary, and a paused guest never
- *     falls back;
+ *   - the primary, as soon as its driver wants it;
+ *   - the fallback, once its driver wants it and the primary's has not
+ *     for fallback-delay-ms of virtual time: a guest that loads both
+ *     drivers gets the primary, and a paused guest never falls back;
  *   - none otherwise, at realize and after reset.
+ *
+ * The fallback's delay runs from when its driver first wanted the link.
+ * A driver that stops wanting it for less than FAILOVER_PAIR_REGAIN_NS,
+ * as when it resets the NIC to try again, keeps that start: drivers that
+ * look at the link once, right after they enable the NIC, and give up
+ * if it is down (some firmware's rtl8139 driver) find it up at their
+ * next try, rather than held by a new delay every time.
  *
  * The pair holds a link down with its own reason (NET_LINK_DOWN_HOLD),
  * on the NIC and on its backend, as set_link on the netdev's id does:
@@ -70,6 +79,8 @@
 
 #define TYPE_FAILOVER_PAIR "failover-pair"
 #define FAILOVER_PAIR_MAX_DELAY_MS 60000
+/* A gap in the fallback driver's wish for the link this short is a retry */
+#define FAILOVER_PAIR_REGAIN_NS (2 * NANOSECONDS_PER_SECOND)
 
 OBJECT_DECLARE_SIMPLE_TYPE(FailoverPairState, FAILOVER_PAIR)
 
@@ -99,6 +110,14 @@ struct FailoverPairState {
     DeviceListener device_listener;
     /* Armed while the fallback waits for the primary's driver */
     QEMUTimer *fallback_timer;
+    /*
+     * Migrated, -1 for never: when, in virtual ns, the fallback's driver
+     * came to want the link, when it last stopped, and when the primary's
+     * last stopped
+     */
+    int64_t fallback_since;
+    int64_t fallback_gone;
+    int64_t primary_gone;
     /* Tries to form a dissolved pair again once a NIC is plugged */
     QEMUBH *form_bh;
     /* Repeats the announcement of the NIC the pair last gave its link */
@@ -145,9 +164,12 @@ static int failover_pair_nic_queues(DeviceState *dev, NetClientState **ncs)
     return queues;
 }
 
-static bool failover_pair_nic_ready(FailoverPairNic *nic)
+/* Whether @nic's driver is ready, or waits for a link to get ready */
+static bool failover_pair_nic_wanted(FailoverPairNic *nic)
 {
-    return nic->ds && driver_status_get(nic->ds) == GUEST_DRIVER_STATUS_READY;
+    return nic->ds &&
+           (driver_status_get(nic->ds) == GUEST_DRIVER_STATUS_READY ||
+            driver_status_link_wanted(nic->ds));
 }
 
 static bool failover_pair_nic_held(FailoverPairNic *nic)
@@ -222,13 +244,13 @@ static void failover_pair_apply(FailoverPairState *s)
         failover_pair_hold(s, &s->fallback, !fallback_free);
     }
 
-    /* The pair's promise: one link at most, and only a ready driver's */
+    /* The pair's promise: one link at most, to a driver that wants it */
     assert(failover_pair_nic_held(&s->primary) ||
            failover_pair_nic_held(&s->fallback));
     assert(failover_pair_nic_held(&s->primary) ||
-           failover_pair_nic_ready(&s->primary));
+           failover_pair_nic_wanted(&s->primary));
     assert(failover_pair_nic_held(&s->fallback) ||
-           failover_pair_nic_ready(&s->fallback));
+           failover_pair_nic_wanted(&s->fallback));
 }
 
 static void failover_pair_set_active(FailoverPairState *s,
@@ -248,57 +270,76 @@ static void failover_pair_set_active(FailoverPairState *s,
     failover_pair_apply(s);
 }
 
-static void failover_pair_arm(FailoverPairState *s)
+/* Forget when the drivers came and went: a new boot starts afresh */
+static void failover_pair_clear_times(FailoverPairState *s)
 {
-    trace_failover_pair_arm(failover_pair_id(s), s->fallback_delay_ms);
-    timer_mod(s->fallback_timer, qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL) +
-              (int64_t)s->fallback_delay_ms * SCALE_MS);
+    s->fallback_since = -1;
+    s->fallback_gone = -1;
+    s->primary_gone = -1;
 }
 
 /* Decide again, after a driver status change, reset or migration. */
 static void failover_pair_update(FailoverPairState *s)
 {
-    bool primary_ready = failover_pair_nic_ready(&s->primary);
-    bool fallback_ready = failover_pair_nic_ready(&s->fallback);
+    int64_t now = qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL);
+    bool primary_wanted = failover_pair_nic_wanted(&s->primary);
+    bool fallback_wanted = failover_pair_nic_wanted(&s->fallback);
+    int64_t due;
 
-    trace_failover_pair_update(failover_pair_id(s), primary_ready,
-                               fallback_ready);
+    trace_failover_pair_update(failover_pair_id(s), primary_wanted,
+                               fallback_wanted);
 
-    if (primary_ready) {
+    if (!fallback_wanted) {
+        if (s->fallback_since >= 0 && s->fallback_gone < 0) {
+            s->fallback_gone = now;
+        }
+    } else {
+        if (s->fallback_since < 0 ||
+            (s->fallback_gone >= 0 &&
+             now - s->fallback_gone >= FAILOVER_PAIR_REGAIN_NS)) {
+            s->fallback_since = now;
+        }
+        s->fallback_gone = -1;
+    }
+
+    if (primary_wanted) {
         timer_del(s->fallback_timer);
         failover_pair_set_active(s, FAILOVER_PAIR_ACTIVE_PRIMARY);
         return;
     }
-    if (!fallback_ready) {
+    /* The primary has the link exactly while its driver wants it */
+    if (s->active == FAILOVER_PAIR_ACTIVE_PRIMARY) {
+        s->primary_gone = now;
+    }
+    if (!fallback_wanted) {
         timer_del(s->fallback_timer);
         failover_pair_set_active(s, FAILOVER_PAIR_ACTIVE_NONE);
         return;
     }
-    if (s->active == FAILOVER_PAIR_ACTIVE_FALLBACK ||
-        timer_pending(s->fallback_timer)) {
+    if (s->active == FAILOVER_PAIR_ACTIVE_FALLBACK) {
+        /* Its delay is over; and it stays over across a migration */
+        failover_pair_apply(s);
         return;
     }
-    /* Fallback ready, primary not: give the primary's driver some time */
-    failover_pair_set_active(s, FAILOVER_PAIR_ACTIVE_NONE);
-    if (s->fallback_delay_ms == 0) {
+    /* Give the primary's driver some time since either driver came */
+    due = MAX(s->fallback_since, s->primary_gone) +
+          (int64_t)s->fallback_delay_ms * SCALE_MS;
+    if (now >= due) {
+        timer_del(s->fallback_timer);
         failover_pair_set_active(s, FAILOVER_PAIR_ACTIVE_FALLBACK);
         return;
     }
-    failover_pair_arm(s);
+    failover_pair_set_active(s, FAILOVER_PAIR_ACTIVE_NONE);
+    trace_failover_pair_arm(failover_pair_id(s), (due - now) / SCALE_MS);
+    timer_mod(s->fallback_timer, due);
 }
 
 static void failover_pair_timer_expired(void *opaque)
 {
     FailoverPairState *s = opaque;
-    bool primary_ready = failover_pair_nic_ready(&s->primary);
-    bool fallback_ready = failover_pair_nic_ready(&s->fallback);
 
-    trace_failover_pair_timer_expired(failover_pair_id(s), primary_ready,
-                                      fallback_ready);
-    /* A status change would have cancelled us; this is belt and braces */
-    if (!primary_ready && fallback_ready) {
-        failover_pair_set_active(s, FAILOVER_PAIR_ACTIVE_FALLBACK);
-    }
+    trace_failover_pair_timer_expired(failover_pair_id(s));
+    failover_pair_update(s);
 }
 
 static void failover_pair_driver_status_changed(Notifier *n, void *data)
@@ -402,6 +443,7 @@ static bool failover_pair_form(FailoverPairState *s, Error **errp)
     trace_failover_pair_form(failover_pair_id(s), s->primary.id,
                              s->fallback.id);
     s->active = FAILOVER_PAIR_ACTIVE_NONE;
+    failover_pair_clear_times(s);
     failover_pair_apply(s);
     failover_pair_update(s);
     return true;
@@ -593,6 +635,7 @@ static void failover_pair_reset_enter(Object *obj, ResetType type)
 
     s->resetting = true;
     timer_del(s->fallback_timer);
+    failover_pair_clear_times(s);
 }
 
 static void failover_pair_reset_hold(Object *obj, ResetType type)
@@ -701,6 +744,16 @@ static void failover_pair_restore_link(FailoverPairNic *nic, bool hold)
 }
 
 /*
+ * A time the source recorded: never (-1), or a time of the virtual
+ * clock, which migrates too, far enough from the end of its range to
+ * add a delay to
+ */
+static bool failover_pair_time_valid(int64_t ns)
+{
+    return ns >= -1 && ns <= INT64_MAX / 2;
+}
+
+/*
  * Loaded after the NICs (MIG_PRI_LOW), whose driver status and link
  * registers are in place by now.
  */
@@ -712,6 +765,13 @@ static bool failover_pair_post_load(void *opaque, int version_id,
     if (s->active >= FAILOVER_PAIR_ACTIVE__MAX) {
         error_setg(errp, "failover-pair '%s': invalid active NIC %" PRIu32,
                    failover_pair_id(s), s->active);
+        goto fail;
+    }
+    if (!failover_pair_time_valid(s->fallback_since) ||
+        !failover_pair_time_valid(s->fallback_gone) ||
+        !failover_pair_time_valid(s->primary_gone)) {
+        error_setg(errp, "failover-pair '%s': invalid driver times",
+                   failover_pair_id(s));
         goto fail;
     }
     if (!failover_pair_formed(s)) {
@@ -736,6 +796,7 @@ fail:
      */
     timer_del(s->fallback_timer);
     s->active = FAILOVER_PAIR_ACTIVE_NONE;
+    failover_pair_clear_times(s);
     if (failover_pair_formed(s)) {
         failover_pair_apply(s);
         failover_pair_update(s);
@@ -758,7 +819,9 @@ static const VMStateDescription vmstate_failover_pair = {
     .post_load_errp = failover_pair_post_load,
     .fields = (const VMStateField[]) {
         VMSTATE_UINT32(active, FailoverPairState),
-        VMSTATE_TIMER_PTR(fallback_timer, FailoverPairState),
+        VMSTATE_INT64(fallback_since, FailoverPairState),
+        VMSTATE_INT64(fallback_gone, FailoverPairState),
+        VMSTATE_INT64(primary_gone, FailoverPairState),
         VMSTATE_BOOL(primary.admin_down, FailoverPairState),
         VMSTATE_BOOL(fallback.admin_down, FailoverPairState),
         VMSTATE_END_OF_LIST()
@@ -779,6 +842,7 @@ static void failover_pair_instance_init(Object *obj)
 
     s->primary.role = "primary";
     s->fallback.role = "fallback";
+    failover_pair_clear_times(s);
 }
 
 static void failover_pair_class_init(ObjectClass *klass, const void *data)

@@ -39,8 +39,11 @@ DECLARE_CLASS_CHECKERS(DriverStatusReporterClass, DRIVER_STATUS_REPORTER,
  * @migrate: the device's x-migrate-driver-status property: whether
  *     the status may travel in a subsection of its own (off on the
  *     machine types of releases without it)
+ * @link_wanted: whether the driver, initializing, waits for a link
+ *     before it enables anything (driver_status_report_link_wanted())
  * @loaded: whether an incoming migration stream carried the status
  * @stream_status: the status as the stream carries it
+ * @stream_link_wanted: @link_wanted as the stream carries it
  *
  * What a reporting device keeps, as a member of its own state.
  * Zero-initialised, it holds %GUEST_DRIVER_STATUS_NONE.
@@ -49,8 +52,10 @@ typedef struct DriverStatusState {
     GuestDriverStatus status;
     DeviceState *dev;
     bool migrate;
+    bool link_wanted;
     bool loaded;
     uint8_t stream_status;
+    bool stream_link_wanted;
 } DriverStatusState;
 
 /*
@@ -78,7 +83,8 @@ struct DriverStatusReporterClass {
  * @old_status: the status before the change
  * @new_status: the status after the change
  *
- * The data passed to driver status listeners.
+ * The data passed to driver status listeners.  When the driver only
+ * came to want a link, @old_status and @new_status are the same.
  */
 typedef struct DriverStatusChange {
     DeviceState *dev;
@@ -115,6 +121,34 @@ static inline void driver_status_report(DriverStatusState *ds,
     if (ds->status != status) {
         driver_status_change(ds, status);
     }
+}
+
+/**
+ * driver_status_report_link_wanted:
+ * @ds: a device's driver status
+ *
+ * Called by a device model when a driver that is initializing shows
+ * that it waits for a link before it enables anything.  Most drivers
+ * enable the device first and wait for the link once they are ready;
+ * a few firmware drivers of the e1000 family wait for autonegotiation
+ * to complete first, which QEMU completes only with the link up.  A
+ * failover pair treats such a driver as a ready one
+ * (docs/devel/driver-status.rst).
+ *
+ * The mark lasts until the status changes.  Setting it is traced and
+ * told to the listeners; it sends no event.
+ */
+void driver_status_report_link_wanted(DriverStatusState *ds);
+
+/**
+ * driver_status_link_wanted:
+ * @ds: a device's driver status
+ *
+ * Returns: whether the driver waits for a link before it goes on.
+ */
+static inline bool driver_status_link_wanted(const DriverStatusState *ds)
+{
+    return ds->link_wanted;
 }
 
 /**
@@ -179,8 +213,9 @@ extern const VMStateDescription vmstate_driver_status;
  * @from_registers: the status the device's registers imply
  *
  * Returns: whether the device's driver status subsection must be
- * sent: the registers do not tell the status, and the machine type
- * lets it migrate (x-migrate-driver-status).
+ * sent: the registers do not tell the status, or the driver waits for
+ * a link, and the machine type lets it migrate
+ * (x-migrate-driver-status).
  */
 bool driver_status_needed(const DriverStatusState *ds,
                           GuestDriverStatus from_registers);

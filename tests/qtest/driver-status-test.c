@@ -1174,7 +1174,7 @@ static void failed_stop(TestMachine *m, QVirtioPCIDevice *vio)
  * header has the length of its name, the name and instance 0 (a RAM
  * block's name, such as the NIC's ROM's, has more after it); its status
  * subsection has the length of its name, the name, the version, then
- * the status byte.
+ * the status byte and whether the driver waits for a link.
  */
 static void failed_cut_stream(const FailedTest *t, const char *whole,
                               const char *cut)
@@ -1204,7 +1204,7 @@ static void failed_cut_stream(const FailedTest *t, const char *whole,
     subsection = g_strdup_printf("%s/driver_status", section);
     at = memmem(at, len - (at - stream), subsection, strlen(subsection));
     g_assert_nonnull(at);
-    out = g_string_new_len(stream, at - stream + strlen(subsection) + 5);
+    out = g_string_new_len(stream, at - stream + strlen(subsection) + 6);
     gone = g_strdup_printf("%s/gone", section);
     g_string_append_c(out, 0x05); /* QEMU_VM_SUBSECTION */
     g_string_append_c(out, strlen(gone));

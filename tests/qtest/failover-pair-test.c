@@ -23,6 +23,11 @@
 #define DELAY_MS 500
 #define DELAY_NS ((int64_t)DELAY_MS * 1000 * 1000)
 #define SECOND_NS (1000 * 1000 * 1000LL)
+/*
+ * A fallback driver back within this time of leaving is the same one
+ * trying again: it gets the link without a new delay
+ */
+#define REGAIN_NS (2 * SECOND_NS)
 #define PRIMARY_SLOT 3
 #define FALLBACK_SLOT 4
 /* The rate limit of the events: a burst, then one a second */
@@ -609,6 +614,10 @@ static const Case cases[] = {
     { "fallback-leaves", NULL, {
         OP(FALLBACK_UP), STEP(DELAY_NS), FALLBACK_ACTIVE,
         OP(FALLBACK_DOWN), NONE_UP,
+        OP(FALLBACK_UP), FALLBACK_ACTIVE,
+        OP(FALLBACK_DOWN), STEP(REGAIN_NS - 1),
+        OP(FALLBACK_UP), FALLBACK_ACTIVE,
+        OP(FALLBACK_DOWN), STEP(REGAIN_NS), NONE_UP,
         OP(FALLBACK_UP), NONE_UP, STEP(DELAY_NS), FALLBACK_ACTIVE,
     } },
     { "fallback-leaves-during-delay", NULL, {
@@ -2177,6 +2186,341 @@ static void test_bad(gconstpointer opaque)
     g_assert_nonnull(strstr(err, c->error));
 }
 
+/*
+ * Drivers that want a link before they go on, as some boot firmware
+ * has them (docs/devel/driver-status.rst): each must get the network
+ * through a pair whose primary has no driver, within the tries it makes.
+ */
+typedef enum LinkFirstDriver {
+    /* e1000 family: autonegotiation through, or no receive at all */
+    AUTONEG_FIRST,
+    /* rtl8139: one look at the link right after enabling, then retry */
+    READ_ONCE,
+    /* the same, and the NIC stopped when the look finds no link */
+    READ_ONCE_HALT,
+    /* a boot loader that moves to another NIC and comes back */
+    GIVE_BACK,
+} LinkFirstDriver;
+
+typedef struct LinkFirstCase {
+    const char *name;
+    const char *machine;
+    const char *fallback;
+    LinkFirstDriver driver;
+    /* The primary's driver is ready during the first tries */
+    bool primary_ready;
+} LinkFirstCase;
+
+static const LinkFirstCase link_first_cases[] = {
+    { "autoneg-first/e1000", "pc", "e1000", AUTONEG_FIRST },
+    { "autoneg-first/e1000e", "q35", "e1000e", AUTONEG_FIRST },
+    { "autoneg-first/igb", "q35", "igb", AUTONEG_FIRST },
+    { "autoneg-first/e1000/primary-ready", "pc", "e1000", AUTONEG_FIRST,
+      true },
+    { "autoneg-first/e1000e/primary-ready", "q35", "e1000e", AUTONEG_FIRST,
+      true },
+    { "autoneg-first/igb/primary-ready", "q35", "igb", AUTONEG_FIRST, true },
+    { "read-once/rtl8139", "pc", "rtl8139", READ_ONCE },
+    { "read-once/rtl8139/halt", "pc", "rtl8139", READ_ONCE_HALT },
+    { "read-once/rtl8139/primary-ready", "pc", "rtl8139", READ_ONCE, true },
+    { "give-back/rtl8139", "pc", "rtl8139", GIVE_BACK },
+    { "give-back/e1000", "pc", "e1000", GIVE_BACK },
+    { "give-back/e1000e", "q35", "e1000e", GIVE_BACK },
+    { "give-back/igb", "q35", "igb", GIVE_BACK },
+    { "give-back/vmxnet3", "q35", "vmxnet3", GIVE_BACK },
+};
+
+/* The e1000 family's PHY, through MDIC */
+#define E1000_CTRL_SLU (1u << 6)
+#define E1000_MDIC_WRITE_PHY1 ((1u << 26) | (1u << 21))
+#define MII_BMCR 0x00
+#define MII_BMCR_RESET 0x8000
+#define MII_BMCR_ANENABLE 0x1000
+#define MII_BMCR_ANRESTART 0x0200
+#define MII_BMSR 0x01
+#define MII_BMSR_AN_COMP 0x0020
+/* How long, and how often, the firmware waits for autonegotiation */
+#define AUTONEG_WAIT_NS (8 * SECOND_NS)
+#define AUTONEG_POLL_NS (SECOND_NS / 10)
+/* rtl8139 */
+#define RTL_MEDIA_STATUS 0x58
+#define RTL_MSR_LINKB 0x04
+/* Receive queue 0, as e1000, e1000e (legacy descriptors) and igb have it */
+#define E1000_RCTL_BAM (1u << 15)
+#define E1000_RDBAL 0x2800
+#define IGB_RDBAL0 0xc000
+#define RDBAH 0x04
+#define RDLEN 0x08
+#define IGB_SRRCTL 0x0c
+#define RDH 0x10
+#define RDT 0x18
+#define IGB_SRRCTL_ADV_ONEBUF (1u << 25)
+#define IGB_SRRCTL_BSIZE_2K 2
+#define RX_RING 0x400000
+#define RX_BUFFER 0x410000
+#define RX_BUFFER_SIZE 2048
+
+static uint16_t phy_read(ModelNic *n, int reg)
+{
+    uint32_t mdic;
+
+    qpci_io_writel(n->dev, n->bar, E1000_MDIC,
+                   E1000_MDIC_READ_PHY1 | (reg << 16));
+    mdic = qpci_io_readl(n->dev, n->bar, E1000_MDIC);
+    g_assert_true(mdic & E1000_MDIC_READY);
+    return mdic;
+}
+
+static void phy_write(ModelNic *n, int reg, uint16_t val)
+{
+    qpci_io_writel(n->dev, n->bar, E1000_MDIC,
+                   E1000_MDIC_WRITE_PHY1 | (reg << 16) | val);
+}
+
+/*
+ * One network command of a boot firmware's e1000 driver, up to where it
+ * enables anything: reset, link up, PHY reset, autonegotiation restarted,
+ * then the BMSR polled for 8 seconds.  Whether autonegotiation completed.
+ */
+static bool autoneg_first_try(QTestState *qts, ModelNic *n)
+{
+    int64_t waited;
+
+    qpci_io_writel(n->dev, n->bar, E1000_CTRL, E1000_CTRL_RST);
+    qpci_io_writel(n->dev, n->bar, E1000_CTRL, E1000_CTRL_SLU);
+    phy_write(n, MII_BMCR, MII_BMCR_RESET);
+    phy_write(n, MII_BMCR, MII_BMCR_ANENABLE | MII_BMCR_ANRESTART);
+    for (waited = 0; waited < AUTONEG_WAIT_NS; waited += AUTONEG_POLL_NS) {
+        if (phy_read(n, MII_BMSR) & MII_BMSR_AN_COMP) {
+            return true;
+        }
+        qtest_clock_step(qts, AUTONEG_POLL_NS);
+    }
+    /* "No valid link": it returns without enabling anything */
+    return false;
+}
+
+/* What the firmware does once the link is there: a receive ring, RX on */
+static void autoneg_first_open(QTestState *qts, ModelNic *n)
+{
+    uint64_t rdbal = model_is(n, "igb") ? IGB_RDBAL0 : E1000_RDBAL;
+
+    qtest_memset(qts, RX_RING, 0, 4096);
+    qtest_memset(qts, RX_BUFFER, 0, RX_BUFFER_SIZE);
+    qtest_writeq(qts, RX_RING, RX_BUFFER);
+    if (model_is(n, "igb")) {
+        qpci_io_writel(n->dev, n->bar, rdbal + IGB_SRRCTL,
+                       IGB_SRRCTL_ADV_ONEBUF | IGB_SRRCTL_BSIZE_2K);
+    }
+    qpci_io_writel(n->dev, n->bar, rdbal, RX_RING);
+    qpci_io_writel(n->dev, n->bar, rdbal + RDBAH, 0);
+    qpci_io_writel(n->dev, n->bar, rdbal + RDLEN, 8 * 16);
+    qpci_io_writel(n->dev, n->bar, rdbal + RDH, 0);
+    qpci_io_writel(n->dev, n->bar, rdbal + RDT, 1);
+    qpci_io_writel(n->dev, n->bar, E1000_TCTL, E1000_EN);
+    qpci_io_writel(n->dev, n->bar, E1000_RCTL, E1000_EN | E1000_RCTL_BAM);
+}
+
+/* The backend sends a broadcast frame: whether the guest receives it */
+static bool autoneg_first_receives(QTestState *qts, int sock)
+{
+    uint8_t frame[4 + 60] = {
+        0, 0, 0, 60,
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0x52, 0x54, 0x00, 0x12, 0x34, 0x99,
+        0x08, 0x00,
+        'l', 'i', 'n', 'k', '-', 'f', 'i', 'r', 's', 't',
+    };
+    g_autofree uint8_t *buf = g_malloc(RX_BUFFER_SIZE);
+    int i;
+
+    g_assert_cmpint(send(sock, frame, sizeof(frame), 0), ==, sizeof(frame));
+    for (i = 0; i < 100; i++) {
+        qtest_memread(qts, RX_BUFFER, buf, RX_BUFFER_SIZE);
+        if (memmem(buf, RX_BUFFER_SIZE, "link-first", 10)) {
+            return true;
+        }
+        g_usleep(20 * 1000);
+        /* e1000 queues what arrives in the second after RCTL is written */
+        qtest_clock_step(qts, SECOND_NS / 10);
+    }
+    return false;
+}
+
+/*
+ * One network command of a boot firmware's rtl8139 driver: reset,
+ * receive and transmit on, one look at the link.  Whether it was up.
+ */
+static bool read_once_try(ModelNic *n, bool halt)
+{
+    bool up;
+
+    qpci_io_writeb(n->dev, n->bar, RTL_CHIPCMD, RTL_CHIPCMD_RESET);
+    qpci_io_writeb(n->dev, n->bar, RTL_CHIPCMD, RTL_CHIPCMD_RX_TX);
+    up = !(qpci_io_readb(n->dev, n->bar, RTL_MEDIA_STATUS) & RTL_MSR_LINKB);
+    if (!up && halt) {
+        qpci_io_writeb(n->dev, n->bar, RTL_CHIPCMD, 0);
+    }
+    return up;
+}
+
+/* A boot loader leaves the NIC as iPXE does, for another one */
+static void give_back(ModelNic *n)
+{
+    if (model_is(n, "rtl8139")) {
+        qpci_io_writeb(n->dev, n->bar, RTL_CHIPCMD, 0);
+        qpci_io_writeb(n->dev, n->bar, RTL_CHIPCMD, RTL_CHIPCMD_RESET);
+    } else if (model_is(n, "vmxnet3")) {
+        qpci_io_writel(n->dev, n->bar, VMXNET3_REG_CMD,
+                       VMXNET3_CMD_QUIESCE_DEV);
+        qpci_io_writel(n->dev, n->bar, VMXNET3_REG_CMD,
+                       VMXNET3_CMD_RESET_DEV);
+    } else {
+        qpci_io_writel(n->dev, n->bar, E1000_RCTL, 0);
+        qpci_io_writel(n->dev, n->bar, E1000_TCTL, 0);
+        qpci_io_writel(n->dev, n->bar, E1000_CTRL, E1000_CTRL_RST);
+    }
+}
+
+static void assert_active(QTestState *qts, const char *want)
+{
+    g_autofree char *active = pair_active(qts);
+
+    g_assert_cmpstr(active, ==, want);
+}
+
+static void test_autoneg_first(QTestState *qts, const LinkFirstCase *c,
+                               ModelNic *primary, ModelNic *fallback,
+                               int sock)
+{
+    bool done;
+
+    done = autoneg_first_try(qts, fallback);
+    if (c->primary_ready) {
+        /* It polled in vain: the primary kept the only link */
+        g_assert_false(done);
+        assert_active(qts, "primary");
+        g_assert_false(model_link(fallback));
+        g_assert_true(model_link_settled(qts, primary));
+        /* The guest moves on from the primary, as firmware that rotates */
+        model_driver(qts, primary, false);
+    }
+    if (!done) {
+        qtest_clock_step(qts, SECOND_NS);
+        done = autoneg_first_try(qts, fallback);
+    }
+    g_assert_true(done);
+    autoneg_first_open(qts, fallback);
+    assert_active(qts, "fallback");
+    g_assert_true(model_link(fallback));
+    g_assert_false(model_link(primary));
+    g_assert_true(autoneg_first_receives(qts, sock));
+}
+
+static void test_read_once(QTestState *qts, const LinkFirstCase *c,
+                           ModelNic *primary, ModelNic *fallback)
+{
+    bool halt = c->driver == READ_ONCE_HALT;
+
+    /* Right after the first enable, the primary's driver has its delay */
+    g_assert_false(read_once_try(fallback, halt));
+    if (c->primary_ready) {
+        qtest_clock_step(qts, SECOND_NS);
+        g_assert_false(read_once_try(fallback, halt));
+        assert_active(qts, "primary");
+        g_assert_true(model_link(primary));
+        model_driver(qts, primary, false);
+    }
+    /* The user retries a second later: its own reset does not hold it */
+    qtest_clock_step(qts, SECOND_NS);
+    g_assert_true(read_once_try(fallback, halt));
+    assert_active(qts, "fallback");
+    g_assert_false(model_link(primary));
+}
+
+static void test_give_back(QTestState *qts, ModelNic *primary,
+                           ModelNic *fallback)
+{
+    model_driver(qts, fallback, true);
+    qtest_clock_step(qts, DELAY_NS);
+    assert_active(qts, "fallback");
+    g_assert_true(model_link_settled(qts, fallback));
+
+    /* Given back, the link goes, and nothing comes up without a driver */
+    give_back(fallback);
+    assert_active(qts, "none");
+    g_assert_false(model_link(fallback));
+    qtest_clock_step(qts, 10 * SECOND_NS);
+    assert_active(qts, "none");
+    g_assert_false(model_link(fallback));
+    g_assert_false(model_link(primary));
+
+    /* Taken again long after: the primary's driver gets its delay again */
+    model_driver(qts, fallback, true);
+    qtest_clock_step(qts, DELAY_NS - 1);
+    assert_active(qts, "none");
+    qtest_clock_step(qts, 1);
+    assert_active(qts, "fallback");
+    g_assert_true(model_link_settled(qts, fallback));
+
+    /* Given back and taken again at once: the link is there at once */
+    give_back(fallback);
+    model_driver(qts, fallback, true);
+    assert_active(qts, "fallback");
+    g_assert_true(model_link_settled(qts, fallback));
+    g_assert_false(model_link(primary));
+}
+
+static void test_link_first(gconstpointer opaque)
+{
+    const LinkFirstCase *c = opaque;
+    ModelNic primary = { .model = "virtio-net-pci" };
+    ModelNic fallback = { .model = c->fallback };
+    QTestState *qts;
+    QPCIBus *bus;
+    int sock[2];
+
+    g_assert_cmpint(socketpair(PF_UNIX, SOCK_STREAM, 0, sock), ==, 0);
+    qts = qtest_initf("-machine %s -nodefaults "
+                      "-netdev user,id=hs0 -netdev socket,id=hs1,fd=%d "
+                      "-device virtio-net-pci,id=nic0,netdev=hs0,"
+                      "disable-modern=on,addr=%d "
+                      "-device %s,id=nic1,netdev=hs1,addr=%d "
+                      "-device failover-pair,id=pair0,primary=nic0,"
+                      "fallback=nic1,fallback-delay-ms=%d",
+                      c->machine, sock[1], PRIMARY_SLOT, c->fallback,
+                      FALLBACK_SLOT, DELAY_MS);
+    close(sock[1]);
+    bus = qpci_new_pc(qts, NULL);
+    model_nic_map(bus, &primary, PRIMARY_SLOT);
+    model_nic_map(bus, &fallback, FALLBACK_SLOT);
+    if (c->primary_ready) {
+        model_driver(qts, &primary, true);
+        assert_active(qts, "primary");
+    }
+
+    switch (c->driver) {
+    case AUTONEG_FIRST:
+        test_autoneg_first(qts, c, &primary, &fallback, sock[0]);
+        break;
+    case READ_ONCE:
+    case READ_ONCE_HALT:
+        test_read_once(qts, c, &primary, &fallback);
+        break;
+    case GIVE_BACK:
+        test_give_back(qts, &primary, &fallback);
+        break;
+    }
+
+    qpci_iounmap(primary.dev, primary.bar);
+    qpci_iounmap(fallback.dev, fallback.bar);
+    g_free(primary.dev);
+    g_free(fallback.dev);
+    qpci_free_pc(bus);
+    qtest_quit(qts);
+    close(sock[0]);
+}
+
 static bool have_devices(const char *const *devices, int n)
 {
     int i;
@@ -2313,6 +2657,15 @@ int main(int argc, char **argv)
         qtest_add_data_func(path, c, test_dissolve_migrate);
     }
     qtest_add_func("/failover-pair/virtio-bound", test_virtio_bound);
+    for (i = 0; i < ARRAY_SIZE(link_first_cases); i++) {
+        const LinkFirstCase *c = &link_first_cases[i];
+        g_autofree char *path = g_strdup_printf("/failover-pair/link-first/%s",
+                                                c->name);
+
+        if (qtest_has_machine(c->machine) && qtest_has_device(c->fallback)) {
+            qtest_add_data_func(path, c, test_link_first);
+        }
+    }
     qtest_add_data_func("/failover-pair/restore-missing/primary",
                         GINT_TO_POINTER(true), test_restore_missing);
     qtest_add_data_func("/failover-pair/restore-missing/fallback",
