@@ -56,21 +56,27 @@ void driver_status_change(DriverStatusState *ds, GuestDriverStatus status)
 
 void driver_status_report_link_wanted(DriverStatusState *ds)
 {
-    DriverStatusChange change = {
-        .dev = ds->dev,
-        .old_status = ds->status,
-        .new_status = ds->status,
-    };
+    DriverStatusChange change;
     g_autofree char *path = NULL;
 
-    /* Only a driver on its way up waits; the guest polls, so once is enough */
-    if (ds->link_wanted || ds->status != GUEST_DRIVER_STATUS_INITIALIZING) {
+    /* The guest polls: once is enough.  A ready driver has what it needs */
+    if (ds->link_wanted || ds->status == GUEST_DRIVER_STATUS_READY) {
         return;
     }
+    /*
+     * A driver that waits for a link is bringing the device up, even if
+     * the device did not see it start (e1000's reset through its I/O BAR)
+     */
+    driver_status_report(ds, GUEST_DRIVER_STATUS_INITIALIZING);
     ds->link_wanted = true;
     if (!ds->dev || !ds->dev->realized) {
         return;
     }
+    change = (DriverStatusChange) {
+        .dev = ds->dev,
+        .old_status = ds->status,
+        .new_status = ds->status,
+    };
     path = object_get_canonical_path(OBJECT(ds->dev));
     trace_driver_status_link_wanted(path);
     notifier_list_notify(&driver_status_listeners, &change);

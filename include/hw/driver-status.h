@@ -127,8 +127,9 @@ static inline void driver_status_report(DriverStatusState *ds,
  * driver_status_report_link_wanted:
  * @ds: a device's driver status
  *
- * Called by a device model when a driver that is initializing shows
- * that it waits for a link before it enables anything.  Most drivers
+ * Called by a device model when a driver that is not ready shows that
+ * it waits for a link before it enables anything; it is initializing,
+ * whatever the device saw of it before.  Most drivers
  * enable the device first and wait for the link once they are ready;
  * a few firmware drivers of the e1000 family wait for autonegotiation
  * to complete first, which QEMU completes only with the link up.  A

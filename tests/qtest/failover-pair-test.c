@@ -270,6 +270,8 @@ typedef struct Guest {
 
 /* What a machine is started with */
 typedef struct Config {
+    /* The machine type; default pc */
+    const char *machine;
     /* The fallback's model; default rtl8139 */
     const char *fallback;
     /* Without the NIC: a destination after that NIC was unplugged */
@@ -289,7 +291,10 @@ typedef struct Config {
 
 static char *cmdline(const Config *c)
 {
-    GString *s = g_string_new("-machine pc -nodefaults ");
+    GString *s = g_string_new(NULL);
+
+    g_string_append_printf(s, "-machine %s -nodefaults ",
+                           c->machine ?: "pc");
 
     g_string_append_printf(s, "-netdev %s -netdev %s ",
                            c->primary_netdev ?: "user,id=hs0",
@@ -2209,6 +2214,12 @@ typedef struct LinkFirstCase {
     LinkFirstDriver driver;
     /* The primary's driver is ready during the first tries */
     bool primary_ready;
+    /*
+     * The driver resets the NIC through its I/O BAR, as Linux's e1000
+     * does, which QEMU's e1000 does not implement: the device does not
+     * see the driver start
+     */
+    bool io_reset;
 } LinkFirstCase;
 
 static const LinkFirstCase link_first_cases[] = {
@@ -2220,6 +2231,8 @@ static const LinkFirstCase link_first_cases[] = {
     { "autoneg-first/e1000e/primary-ready", "q35", "e1000e", AUTONEG_FIRST,
       true },
     { "autoneg-first/igb/primary-ready", "q35", "igb", AUTONEG_FIRST, true },
+    { "autoneg-first/e1000/io-reset", "pc", "e1000", AUTONEG_FIRST,
+      .io_reset = true },
     { "read-once/rtl8139", "pc", "rtl8139", READ_ONCE },
     { "read-once/rtl8139/halt", "pc", "rtl8139", READ_ONCE_HALT },
     { "read-once/rtl8139/primary-ready", "pc", "rtl8139", READ_ONCE, true },
@@ -2278,26 +2291,45 @@ static void phy_write(ModelNic *n, int reg, uint16_t val)
 }
 
 /*
- * One network command of a boot firmware's e1000 driver, up to where it
- * enables anything: reset, link up, PHY reset, autonegotiation restarted,
- * then the BMSR polled for 8 seconds.  Whether autonegotiation completed.
+ * The start of a network command of a boot firmware's e1000 driver:
+ * reset, link up, PHY reset, autonegotiation restarted
  */
-static bool autoneg_first_try(QTestState *qts, ModelNic *n)
+static void autoneg_first_start(ModelNic *n, bool io_reset)
 {
-    int64_t waited;
-
-    qpci_io_writel(n->dev, n->bar, E1000_CTRL, E1000_CTRL_RST);
+    if (!io_reset) {
+        qpci_io_writel(n->dev, n->bar, E1000_CTRL, E1000_CTRL_RST);
+    }
     qpci_io_writel(n->dev, n->bar, E1000_CTRL, E1000_CTRL_SLU);
     phy_write(n, MII_BMCR, MII_BMCR_RESET);
     phy_write(n, MII_BMCR, MII_BMCR_ANENABLE | MII_BMCR_ANRESTART);
-    for (waited = 0; waited < AUTONEG_WAIT_NS; waited += AUTONEG_POLL_NS) {
+}
+
+/*
+ * Then it polls the BMSR, here for @ns more: the time it waited, or
+ * @ns or more if autonegotiation did not complete
+ */
+static int64_t autoneg_first_wait(QTestState *qts, ModelNic *n, int64_t ns)
+{
+    int64_t waited;
+
+    for (waited = 0; waited < ns; waited += AUTONEG_POLL_NS) {
         if (phy_read(n, MII_BMSR) & MII_BMSR_AN_COMP) {
-            return true;
+            break;
         }
         qtest_clock_step(qts, AUTONEG_POLL_NS);
     }
-    /* "No valid link": it returns without enabling anything */
-    return false;
+    return waited;
+}
+
+/*
+ * One such network command up to where it enables anything: whether
+ * autonegotiation completed in the 8 seconds it waits.  If not, "no
+ * valid link": it returns without enabling anything.
+ */
+static bool autoneg_first_try(QTestState *qts, ModelNic *n, bool io_reset)
+{
+    autoneg_first_start(n, io_reset);
+    return autoneg_first_wait(qts, n, AUTONEG_WAIT_NS) < AUTONEG_WAIT_NS;
 }
 
 /* What the firmware does once the link is there: a receive ring, RX on */
@@ -2395,7 +2427,7 @@ static void test_autoneg_first(QTestState *qts, const LinkFirstCase *c,
 {
     bool done;
 
-    done = autoneg_first_try(qts, fallback);
+    done = autoneg_first_try(qts, fallback, c->io_reset);
     if (c->primary_ready) {
         /* It polled in vain: the primary kept the only link */
         g_assert_false(done);
@@ -2407,7 +2439,7 @@ static void test_autoneg_first(QTestState *qts, const LinkFirstCase *c,
     }
     if (!done) {
         qtest_clock_step(qts, SECOND_NS);
-        done = autoneg_first_try(qts, fallback);
+        done = autoneg_first_try(qts, fallback, c->io_reset);
     }
     g_assert_true(done);
     autoneg_first_open(qts, fallback);
@@ -2469,6 +2501,61 @@ static void test_give_back(QTestState *qts, ModelNic *primary,
     assert_active(qts, "fallback");
     g_assert_true(model_link_settled(qts, fallback));
     g_assert_false(model_link(primary));
+}
+
+/* When the VM migrates while an autoneg-first driver waits */
+typedef struct LinkFirstMigration {
+    const char *machine;
+    /* How long the driver has been polling */
+    int64_t polled;
+} LinkFirstMigration;
+
+/*
+ * In the fallback delay, past QEMU's autonegotiation; and with the link
+ * given and autonegotiation under way, on the latest machine type and
+ * on the last one without driver status (nor the driver's wish).
+ */
+static const LinkFirstMigration link_first_migrations[] = {
+    { "pc", 6 * AUTONEG_POLL_NS },
+    { "pc", 12 * AUTONEG_POLL_NS },
+    { "pc-i440fx-10.2", 6 * AUTONEG_POLL_NS },
+    { "pc-i440fx-10.2", 12 * AUTONEG_POLL_NS },
+};
+
+/*
+ * The VM migrates while an autoneg-first driver waits for its link: the
+ * driver still sees autonegotiation complete within its 8 seconds, and
+ * the pair gives it the link.
+ */
+static void test_link_first_migrate(gconstpointer opaque)
+{
+    const LinkFirstMigration *m = opaque;
+    Config c = { .machine = m->machine, .fallback = "e1000" };
+    int64_t left = AUTONEG_WAIT_NS - m->polled;
+    int64_t waited;
+    Guest src, dst;
+    ModelNic n;
+
+    guest_start_config(&src, &c);
+    n = fallback_nic(&src);
+    autoneg_first_start(&n, false);
+    g_assert_cmpint(autoneg_first_wait(src.qts, &n, m->polled), ==,
+                    m->polled);
+    migrate(&src, &dst, &c);
+    guest_stop(&src);
+
+    n = fallback_nic(&dst);
+    waited = autoneg_first_wait(dst.qts, &n, left);
+    g_assert_cmpint(waited, <, left);
+    autoneg_first_open(dst.qts, &n);
+    /* With what is left of the delay, if any */
+    while (!fallback_link(&dst) && waited < left) {
+        qtest_clock_step(dst.qts, AUTONEG_POLL_NS);
+        waited += AUTONEG_POLL_NS;
+    }
+    assert_active(dst.qts, "fallback");
+    g_assert_true(fallback_link(&dst));
+    guest_stop(&dst);
 }
 
 static void test_link_first(gconstpointer opaque)
@@ -2664,6 +2751,16 @@ int main(int argc, char **argv)
 
         if (qtest_has_machine(c->machine) && qtest_has_device(c->fallback)) {
             qtest_add_data_func(path, c, test_link_first);
+        }
+    }
+    for (i = 0; i < ARRAY_SIZE(link_first_migrations); i++) {
+        const LinkFirstMigration *m = &link_first_migrations[i];
+        g_autofree char *path = g_strdup_printf(
+            "/failover-pair/link-first/migrate/%s/%" PRId64 "ms",
+            m->machine, m->polled / 1000000);
+
+        if (qtest_has_machine(m->machine)) {
+            qtest_add_data_func(path, m, test_link_first_migrate);
         }
     }
     qtest_add_data_func("/failover-pair/restore-missing/primary",
