@@ -28,8 +28,14 @@ e1000 that any guest has a driver for):
   delay;
 - when neither driver is ready, both links are down.
 
-This is the policy of ``-device failover-pair`` inside QEMU, for users
-who keep such policy in their management layer.  The differences:
+This is the policy of ``-device failover-pair`` inside QEMU for ready
+drivers, for users who keep such policy in their management layer.
+The differences:
+
+- A driver that waits for a link before it enables its NIC (some boot
+  firmware's e1000 driver) gets none: QMP does not show that wait.  And
+  the fallback's delay starts again whenever its driver comes back,
+  also when the same driver only reset the NIC to try again.
 
 - The delay is measured on this host's monotonic (wall) clock, not on
   the guest's virtual clock, and the network round trips of QMP add to
