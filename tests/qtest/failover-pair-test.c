@@ -2191,6 +2191,187 @@ static void test_bad(gconstpointer opaque)
     g_assert_nonnull(strstr(err, c->error));
 }
 
+/* rtl8139's receiver, as 8139too sets it up: ring, broadcasts accepted */
+#define RTL_RX_BUF_START 0x30
+#define RTL_RX_CONFIG 0x44
+#define RTL_RCR_ACCEPT_BROADCAST 0x08
+#define RTL_RX_RING 0x500000
+#define RTL_RX_RING_SIZE (8 * KiB + 16)
+
+/* A NIC the user plugs on a backend the pair's NIC left behind */
+static QPCIDevice *plug_other(Guest *g, const char *id, const char *netdev,
+                              const char *mac, int slot, QPCIBar *bar)
+{
+    g_autofree char *addr = g_strdup_printf("%d", slot);
+    QPCIDevice *dev;
+
+    qtest_qmp_device_add(g->qts, "rtl8139", id,
+                         "{ 'netdev': %s, 'mac': %s, 'addr': %s }",
+                         netdev, mac, addr);
+    dev = guest_find(g, slot);
+    g_assert_nonnull(dev);
+    *bar = qpci_iomap(dev, 0, NULL);
+    return dev;
+}
+
+/* A frame from @fd's backend, received in the rtl8139's ring */
+static bool rtl8139_receives(Guest *g, int fd, const char *payload)
+{
+    uint8_t frame[4 + 60] = {
+        0, 0, 0, 60,
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0x52, 0x54, 0x00, 0x12, 0x34, 0x99,
+        0x08, 0x00,
+    };
+    g_autofree uint8_t *ring = g_malloc(RTL_RX_RING_SIZE);
+    int i;
+
+    memcpy(frame + 18, payload, MIN(strlen(payload), sizeof(frame) - 18));
+    g_assert_cmpint(send(fd, frame, sizeof(frame), 0), ==, sizeof(frame));
+    for (i = 0; i < 50; i++) {
+        qtest_memread(g->qts, RTL_RX_RING, ring, RTL_RX_RING_SIZE);
+        if (memmem(ring, RTL_RX_RING_SIZE, payload, strlen(payload))) {
+            return true;
+        }
+        g_usleep(10 * 1000);
+    }
+    return false;
+}
+
+/*
+ * The pair held the fallback's link down when the fallback was
+ * unplugged.  A NIC the user then plugs on that backend, under an id of
+ * its own, is none of the pair's business: frames cross it both ways.
+ */
+static void test_replug_other_id(void)
+{
+    int sv[2];
+    g_autofree char *netdev = NULL;
+    Config c = { };
+    Guest g;
+
+    g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), ==, 0);
+    netdev = g_strdup_printf("socket,id=hs1,fd=%d", sv[1]);
+    c.fallback_netdev = netdev;
+    guest_start_config(&g, &c);
+    close(sv[1]);
+    run_steps(&g, reach[BOTH]);
+    unplug(&g, false);
+
+    g.fallback = plug_other(&g, "other1", "hs1", "52:54:00:00:00:a1",
+                            FALLBACK_SLOT, &g.fallback_bar);
+    qtest_memset(g.qts, RTL_RX_RING, 0, RTL_RX_RING_SIZE);
+    qpci_io_writel(g.fallback, g.fallback_bar, RTL_RX_BUF_START, RTL_RX_RING);
+    qpci_io_writel(g.fallback, g.fallback_bar, RTL_RX_CONFIG,
+                   RTL_RCR_ACCEPT_BROADCAST);
+    fallback_driver(&g, true);
+    rtl8139_send(&g, "to-the-backend");
+    g_assert_true(frame_arrives(sv[0], "to-the-backend"));
+    g_assert_true(rtl8139_receives(&g, sv[0], "to-the-guest"));
+
+    close(sv[0]);
+    guest_stop(&g);
+}
+
+/* Which NICs leave, in which state of the pair */
+typedef struct UnplugCase {
+    PairState state;
+    bool primary;
+    bool fallback;
+} UnplugCase;
+
+static UnplugCase unplug_cases[PAIR_STATE__MAX * 3];
+
+/*
+ * Unplug one NIC of the pair, or both, in each state: nothing the pair
+ * held stays held, on the NIC left or on the backends of those gone;
+ * nothing the pair had pending (a delay, an announcement) comes later;
+ * and query-failover-pairs shows what is left.
+ */
+static void test_unplug_release(gconstpointer opaque)
+{
+    const UnplugCase *c = opaque;
+    static const char *const ids[2] = { "nic0", "nic1" };
+    static const char *const others[2] = { "other0", "other1" };
+    static const char *const macs[2] = {
+        "52:54:00:00:00:a0", "52:54:00:00:00:a1",
+    };
+    static const char *const roles[2] = { "primary", "fallback" };
+    static const int slots[2] = { PRIMARY_SLOT, FALLBACK_SLOT };
+    bool gone[2] = { c->primary, c->fallback };
+    g_autofree char *netdevs[2] = { NULL, NULL };
+    QPCIDevice *plugged[2] = { NULL, NULL };
+    QPCIBar bar;
+    int sv[2][2];
+    Config conf = { };
+    QDict *pair, *ev;
+    Guest g;
+    int i;
+
+    for (i = 0; i < 2; i++) {
+        g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM, 0, sv[i]), ==, 0);
+        netdevs[i] = g_strdup_printf("socket,id=hs%d,fd=%d", i, sv[i][1]);
+    }
+    conf.primary_netdev = netdevs[0];
+    conf.fallback_netdev = netdevs[1];
+    guest_start_config(&g, &conf);
+    close(sv[0][1]);
+    close(sv[1][1]);
+    run_steps(&g, reach[c->state]);
+    count_pair_events(g.qts);
+
+    for (i = 0; i < 2; i++) {
+        if (gone[i]) {
+            unplug(&g, i == 0);
+        }
+    }
+    /* Past any delay and announcement rounds that were pending */
+    qtest_clock_step(g.qts, 10 * DELAY_NS);
+    while ((ev = qtest_qmp_event_ref(g.qts, "FAILOVER_PAIR_CHANGED"))) {
+        g_assert_cmpstr(qdict_get_str(qdict_get_qdict(ev, "data"), "active"),
+                        ==, "none");
+        qobject_unref(ev);
+    }
+
+    pair = query_pair(g.qts);
+    g_assert_false(qdict_get_bool(pair, "formed"));
+    g_assert_cmpstr(qdict_get_str(pair, "active"), ==, "none");
+    for (i = 0; i < 2; i++) {
+        QDict *m = qdict_get_qdict(pair, roles[i]);
+
+        g_assert_cmpstr(qdict_get_str(m, "device"), ==, ids[i]);
+        g_assert_cmpint(qdict_haskey(m, "qom-path"), ==, !gone[i]);
+        if (gone[i]) {
+            g_assert_false(qdict_haskey(m, "link-up"));
+        } else {
+            g_assert_true(qdict_get_bool(m, "link-up"));
+        }
+    }
+    qobject_unref(pair);
+
+    /* Every backend carries frames again, for the NIC now on it */
+    for (i = 0; i < 2; i++) {
+        if (gone[i]) {
+            g_autofree char *netdev = g_strdup_printf("hs%d", i);
+
+            plugged[i] = plug_other(&g, others[i], netdev, macs[i], slots[i],
+                                    &bar);
+        }
+    }
+    qtest_qmp_assert_success(g.qts, "{ 'execute': 'announce-self',"
+                             "  'arguments': { 'initial': 50, 'max': 550,"
+                             "                 'rounds': 1, 'step': 50 } }");
+    for (i = 0; i < 2; i++) {
+        uint8_t frame[60];
+
+        announce_frame(&g, gone[i] ? others[i] : ids[i], frame);
+        g_assert_true(bytes_arrive(sv[i][0], frame, sizeof(frame)));
+        g_free(plugged[i]);
+        close(sv[i][0]);
+    }
+    guest_stop(&g);
+}
+
 /*
  * Drivers that want a link before they go on, as some boot firmware
  * has them (docs/devel/driver-status.rst): each must get the network
@@ -2744,6 +2925,21 @@ int main(int argc, char **argv)
         qtest_add_data_func(path, c, test_dissolve_migrate);
     }
     qtest_add_func("/failover-pair/virtio-bound", test_virtio_bound);
+    qtest_add_func("/failover-pair/unplug/replug-other-id",
+                   test_replug_other_id);
+    for (i = 0; i < ARRAY_SIZE(unplug_cases); i++) {
+        UnplugCase *c = &unplug_cases[i];
+        g_autofree char *path = NULL;
+
+        c->state = i / 3;
+        c->primary = i % 3 != 1;
+        c->fallback = i % 3 != 0;
+        path = g_strdup_printf("/failover-pair/unplug/%s/%s",
+                               state_names[c->state],
+                               !c->fallback ? "primary" :
+                               !c->primary ? "fallback" : "both");
+        qtest_add_data_func(path, c, test_unplug_release);
+    }
     for (i = 0; i < ARRAY_SIZE(link_first_cases); i++) {
         const LinkFirstCase *c = &link_first_cases[i];
         g_autofree char *path = g_strdup_printf("/failover-pair/link-first/%s",
