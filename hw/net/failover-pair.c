@@ -67,7 +67,6 @@
 #include "hw/driver-status.h"
 #include "hw/qdev-core.h"
 #include "hw/qdev-properties.h"
-#include "migration/misc.h"
 #include "migration/vmstate.h"
 #include "net/announce.h"
 #include "net/eth.h"
@@ -81,6 +80,13 @@
 #define FAILOVER_PAIR_MAX_DELAY_MS 60000
 /* A gap in the fallback driver's wish for the link this short is a retry */
 #define FAILOVER_PAIR_REGAIN_NS (2 * NANOSECONDS_PER_SECOND)
+/* Announcements start two at once at most, then one in this time */
+#define FAILOVER_PAIR_ANNOUNCE_BURST 2
+#define FAILOVER_PAIR_ANNOUNCE_GAP_NS (250 * SCALE_MS)
+/* The ranges of the migration parameters of the same name */
+#define FAILOVER_PAIR_MAX_ANNOUNCE_MS 100000
+#define FAILOVER_PAIR_MAX_ANNOUNCE_ROUNDS 1000
+#define FAILOVER_PAIR_MAX_ANNOUNCE_STEP_MS 10000
 
 OBJECT_DECLARE_SIMPLE_TYPE(FailoverPairState, FAILOVER_PAIR)
 
@@ -105,6 +111,10 @@ struct FailoverPairState {
     /* Properties */
     uint32_t fallback_delay_ms;
     bool announce;
+    uint32_t announce_initial_ms;
+    uint32_t announce_max_ms;
+    uint32_t announce_rounds;
+    uint32_t announce_step_ms;
 
     Notifier driver_status_listener;
     DeviceListener device_listener;
@@ -120,7 +130,15 @@ struct FailoverPairState {
     int64_t primary_gone;
     /* Tries to form a dissolved pair again once a NIC is plugged */
     QEMUBH *form_bh;
-    /* Repeats the announcement of the NIC the pair last gave its link */
+    /*
+     * Starts the announcement of the NIC the pair last gave its link,
+     * once the guest's write is through; the announcements so far use
+     * up the budget until announce_paid
+     */
+    QEMUTimer *announce_start;
+    FailoverPairNic *announce_nic;
+    int64_t announce_paid;
+    /* Repeats it, on the VM's clock */
     AnnounceTimer announce_timer;
     /* FailoverPairActive: the NIC whose link the pair lets up */
     uint32_t active;
@@ -142,6 +160,16 @@ static const char *failover_pair_id(FailoverPairState *s)
 static bool failover_pair_formed(FailoverPairState *s)
 {
     return s->primary.dev && s->fallback.dev;
+}
+
+/* The realized device the user created with @id, or NULL */
+static DeviceState *failover_pair_lookup(const char *id)
+{
+    Object *obj = object_resolve_path_component(
+        machine_get_container("peripheral"), id);
+    DeviceState *dev = (DeviceState *)object_dynamic_cast(obj, TYPE_DEVICE);
+
+    return dev && dev->realized ? dev : NULL;
 }
 
 /*
@@ -183,22 +211,69 @@ static bool failover_pair_nic_held(FailoverPairNic *nic)
 /*
  * The network in front of the backends learned the guest's MAC address
  * on the port of the NIC that had the link: tell it, as after migration,
- * that the guest is now behind @nic, so that frames for the guest follow
- * it at once rather than when the guest happens to send.
+ * that the guest is now behind the NIC the pair last let up, so that
+ * frames for the guest follow it at once rather than when the guest
+ * happens to send.  A NIC of its own announcement (virtio-net) raises an
+ * interrupt in each round, so the rounds run on the VM's clock: none
+ * while the VM is stopped.
  */
-static void failover_pair_announce(FailoverPairState *s, FailoverPairNic *nic,
-                                   NetClientState *nc)
+static void failover_pair_announce(void *opaque)
 {
-    AnnounceParameters params = *migrate_announce_params();
-    strList name = { .value = nc->name };
+    FailoverPairState *s = opaque;
+    FailoverPairNic *nic = s->announce_nic;
+    NetClientState *ncs[MAX_QUEUE_NUM];
+    AnnounceParameters params = {
+        .initial = s->announce_initial_ms,
+        .max = s->announce_max_ms,
+        .rounds = s->announce_rounds,
+        .step = s->announce_step_ms,
+        .has_interfaces = true,
+    };
+    strList name = { };
+    DeviceState *dev;
 
-    if (!s->announce || nc->link_down) {
+    s->announce_nic = NULL;
+    /* Dissolved, the pair still announces the NIC it let go */
+    dev = nic ? nic->dev ?: failover_pair_lookup(nic->id) : NULL;
+    if (!dev || !failover_pair_nic_queues(dev, ncs) || ncs[0]->link_down) {
         return;
     }
     trace_failover_pair_announce(failover_pair_id(s), nic->id);
-    params.has_interfaces = true;
+    s->announce_paid = MAX(s->announce_paid,
+                           qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL)) +
+                       FAILOVER_PAIR_ANNOUNCE_GAP_NS;
+    name.value = ncs[0]->name;
     params.interfaces = &name;
-    qemu_announce_self(&s->announce_timer, &params);
+    qemu_announce_self_on(&s->announce_timer, &params, QEMU_CLOCK_VIRTUAL);
+}
+
+/*
+ * Announce @nic, out of the guest's register write that let its link
+ * up: at once, unless announcements came in a burst just before.  A
+ * switch before the announcement starts replaces it, so a guest that
+ * flips its drivers in a loop gets a few announcements a second, each
+ * of the NIC that has the link at the time.
+ */
+static void failover_pair_schedule_announce(FailoverPairState *s,
+                                            FailoverPairNic *nic)
+{
+    int64_t burst_ns = (FAILOVER_PAIR_ANNOUNCE_BURST - 1) *
+                       FAILOVER_PAIR_ANNOUNCE_GAP_NS;
+
+    if (!s->announce) {
+        return;
+    }
+    s->announce_nic = nic;
+    timer_mod(s->announce_start,
+              MAX(qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL),
+                  s->announce_paid - burst_ns));
+}
+
+static void failover_pair_cancel_announce(FailoverPairState *s)
+{
+    s->announce_nic = NULL;
+    timer_del(s->announce_start);
+    qemu_announce_timer_del(&s->announce_timer, false);
 }
 
 /* Hold @nic's link down, or let it follow its other reasons again. */
@@ -206,7 +281,6 @@ static void failover_pair_hold(FailoverPairState *s, FailoverPairNic *nic,
                                bool hold)
 {
     NetClientState *ncs[MAX_QUEUE_NUM];
-    NetClientState *nic_nc;
     int queues, i;
 
     if (!nic->dev || failover_pair_nic_held(nic) == hold) {
@@ -214,7 +288,6 @@ static void failover_pair_hold(FailoverPairState *s, FailoverPairNic *nic,
     }
     trace_failover_pair_hold(failover_pair_id(s), nic->id, hold);
     queues = failover_pair_nic_queues(nic->dev, ncs);
-    nic_nc = ncs[0];
     /* From the backend's side, the change reaches the NIC as well */
     if (ncs[0]->peer) {
         for (i = 0; i < queues; i++) {
@@ -224,9 +297,9 @@ static void failover_pair_hold(FailoverPairState *s, FailoverPairNic *nic,
     net_client_set_link(ncs, queues, NET_LINK_DOWN_HOLD, !hold);
     if (hold) {
         /* Whichever NIC was announced, it no longer has the link alone */
-        qemu_announce_timer_del(&s->announce_timer, false);
+        failover_pair_cancel_announce(s);
     } else {
-        failover_pair_announce(s, nic, nic_nc);
+        failover_pair_schedule_announce(s, nic);
     }
 }
 
@@ -367,16 +440,6 @@ static bool failover_pair_uses(DeviceState *dev)
     return false;
 }
 
-/* The realized device the user created with @id, or NULL */
-static DeviceState *failover_pair_lookup(const char *id)
-{
-    Object *obj = object_resolve_path_component(
-        machine_get_container("peripheral"), id);
-    DeviceState *dev = (DeviceState *)object_dynamic_cast(obj, TYPE_DEVICE);
-
-    return dev && dev->realized ? dev : NULL;
-}
-
 /* Resolve @nic's id to a NIC that reports driver status, or fail. */
 static bool failover_pair_find_nic(FailoverPairNic *nic, Error **errp)
 {
@@ -490,6 +553,8 @@ static void failover_pair_device_unrealize(DeviceListener *listener,
         return;
     }
     trace_failover_pair_unplugged(failover_pair_id(s), dev->id);
+    /* Nothing the pair started may name the NIC once it is gone */
+    failover_pair_cancel_announce(s);
     failover_pair_dissolve(s);
 }
 
@@ -568,6 +633,18 @@ static Notifier failover_pairs_machine_done_notifier = {
     .notify = failover_pairs_machine_done,
 };
 
+static bool failover_pair_check_range(const char *name, uint32_t value,
+                                      uint32_t min, uint32_t max,
+                                      Error **errp)
+{
+    if (value < min || value > max) {
+        error_setg(errp, "%s %" PRIu32 " out of range (%" PRIu32 " to %"
+                   PRIu32 ")", name, value, min, max);
+        return false;
+    }
+    return true;
+}
+
 static void failover_pair_realize(DeviceState *dev, Error **errp)
 {
     FailoverPairState *s = FAILOVER_PAIR(dev);
@@ -587,10 +664,24 @@ static void failover_pair_realize(DeviceState *dev, Error **errp)
                    FAILOVER_PAIR_MAX_DELAY_MS);
         return;
     }
+    if (!failover_pair_check_range("announce-initial-ms",
+                                   s->announce_initial_ms, 0,
+                                   FAILOVER_PAIR_MAX_ANNOUNCE_MS, errp) ||
+        !failover_pair_check_range("announce-max-ms", s->announce_max_ms, 0,
+                                   FAILOVER_PAIR_MAX_ANNOUNCE_MS, errp) ||
+        !failover_pair_check_range("announce-rounds", s->announce_rounds, 1,
+                                   FAILOVER_PAIR_MAX_ANNOUNCE_ROUNDS, errp) ||
+        !failover_pair_check_range("announce-step-ms", s->announce_step_ms,
+                                   1, FAILOVER_PAIR_MAX_ANNOUNCE_STEP_MS,
+                                   errp)) {
+        return;
+    }
     /* Cold-plugged only (not hotpluggable): the NICs may come after us */
     assert(!phase_check(PHASE_MACHINE_READY));
     s->fallback_timer = timer_new_ns(QEMU_CLOCK_VIRTUAL,
                                      failover_pair_timer_expired, s);
+    s->announce_start = timer_new_ns(QEMU_CLOCK_VIRTUAL,
+                                     failover_pair_announce, s);
     s->form_bh = qemu_bh_new(failover_pair_form_again, s);
     if (QTAILQ_EMPTY(&failover_pairs)) {
         qemu_add_machine_init_done_notifier(
@@ -620,7 +711,8 @@ static void failover_pair_unrealize(DeviceState *dev)
     }
     qemu_bh_delete(s->form_bh);
     failover_pair_dissolve(s);
-    qemu_announce_timer_del(&s->announce_timer, false);
+    failover_pair_cancel_announce(s);
+    timer_free(s->announce_start);
     timer_free(s->fallback_timer);
 }
 
@@ -636,6 +728,8 @@ static void failover_pair_reset_enter(Object *obj, ResetType type)
     s->resetting = true;
     timer_del(s->fallback_timer);
     failover_pair_clear_times(s);
+    failover_pair_cancel_announce(s);
+    s->announce_paid = 0;
 }
 
 static void failover_pair_reset_hold(Object *obj, ResetType type)
@@ -834,6 +928,15 @@ static const Property failover_pair_properties[] = {
     DEFINE_PROP_UINT32("fallback-delay-ms", FailoverPairState,
                        fallback_delay_ms, 500),
     DEFINE_PROP_BOOL("announce", FailoverPairState, announce, true),
+    /* The defaults of the migration parameters of the same name */
+    DEFINE_PROP_UINT32("announce-initial-ms", FailoverPairState,
+                       announce_initial_ms, 50),
+    DEFINE_PROP_UINT32("announce-max-ms", FailoverPairState,
+                       announce_max_ms, 550),
+    DEFINE_PROP_UINT32("announce-rounds", FailoverPairState,
+                       announce_rounds, 5),
+    DEFINE_PROP_UINT32("announce-step-ms", FailoverPairState,
+                       announce_step_ms, 100),
 };
 
 static void failover_pair_instance_init(Object *obj)

@@ -486,6 +486,13 @@ static char *pair_active(QTestState *qts)
     return active;
 }
 
+static void assert_active(QTestState *qts, const char *want)
+{
+    g_autofree char *active = pair_active(qts);
+
+    g_assert_cmpstr(active, ==, want);
+}
+
 static void set_link(Guest *g, const char *name, bool up)
 {
     qtest_qmp_assert_success(g->qts, "{ 'execute': 'set_link', "
@@ -2146,6 +2153,18 @@ static const BadCase bad_cases[] = {
       "fallback 'nic1' is already in another failover-pair" },
     { "delay-range", "primary=nic0,fallback=nic1,fallback-delay-ms=60001",
       "fallback-delay-ms 60001 out of range (0 to 60000)" },
+    { "announce-initial-range",
+      "primary=nic0,fallback=nic1,announce-initial-ms=100001",
+      "announce-initial-ms 100001 out of range (0 to 100000)" },
+    { "announce-max-range",
+      "primary=nic0,fallback=nic1,announce-max-ms=100001",
+      "announce-max-ms 100001 out of range (0 to 100000)" },
+    { "announce-rounds-range",
+      "primary=nic0,fallback=nic1,announce-rounds=0",
+      "announce-rounds 0 out of range (1 to 1000)" },
+    { "announce-step-range",
+      "primary=nic0,fallback=nic1,announce-step-ms=10001",
+      "announce-step-ms 10001 out of range (1 to 10000)" },
 };
 
 typedef struct BadTest {
@@ -2373,6 +2392,130 @@ static void test_unplug_release(gconstpointer opaque)
 }
 
 /*
+ * The announcements the pair may start in a second: two at once, then
+ * one every 250 ms (FAILOVER_PAIR_ANNOUNCE_BURST and _GAP_NS)
+ */
+#define ANNOUNCES_PER_SECOND (2 + 4)
+
+/* How many times @frame comes out of @fd within a while */
+static int frames_arriving(int fd, const uint8_t *frame, size_t size)
+{
+    g_autofree uint8_t *buf = g_malloc(64 * KiB);
+    int64_t end = g_get_monotonic_time() + G_USEC_PER_SEC / 2;
+    size_t len = 0;
+    const uint8_t *at;
+    int n = 0;
+
+    while (g_get_monotonic_time() < end && len < 64 * KiB) {
+        ssize_t got = recv(fd, buf + len, 64 * KiB - len, MSG_DONTWAIT);
+
+        if (got > 0) {
+            len += got;
+        }
+        g_usleep(10 * 1000);
+    }
+    for (at = buf; (at = memmem(at, len - (at - buf), frame, size));
+         at += size) {
+        n++;
+    }
+    return n;
+}
+
+/*
+ * A guest flips its virtio-net driver a hundred times in a second while
+ * its fallback driver is ready.  The announcements leave the guest's
+ * writes and are bounded: a few on the primary's backend, not one per
+ * switch; the pair ends on the primary, and announces it.  A switch
+ * after a quiet while is announced at once.
+ */
+static void test_announce_storm(void)
+{
+    int primary_sv[2], fallback_sv[2];
+    g_autofree char *primary_netdev = NULL;
+    g_autofree char *fallback_netdev = NULL;
+    uint8_t frame[60];
+    Config c = { };
+    Guest g;
+    int i, n;
+
+    g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM, 0, primary_sv), ==, 0);
+    g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM, 0, fallback_sv), ==, 0);
+    primary_netdev = g_strdup_printf("socket,id=hs0,fd=%d", primary_sv[1]);
+    fallback_netdev = g_strdup_printf("socket,id=hs1,fd=%d", fallback_sv[1]);
+    c.primary_netdev = primary_netdev;
+    c.fallback_netdev = fallback_netdev;
+    guest_start_config(&g, &c);
+    close(primary_sv[1]);
+    close(fallback_sv[1]);
+    announce_frame(&g, "nic0", frame);
+    fallback_driver(&g, true);
+    qtest_clock_step(g.qts, DELAY_NS);
+    assert_active(g.qts, "fallback");
+
+    /*
+     * A quiet while, then a switch: announced with no time passing, and
+     * only once: the next rounds wait for the VM's clock to move
+     */
+    qtest_clock_step(g.qts, SECOND_NS);
+    primary_driver(&g, true);
+    assert_active(g.qts, "primary");
+    g_assert_cmpint(frames_arriving(primary_sv[0], frame, sizeof(frame)), ==,
+                    1);
+
+    for (i = 0; i < 100; i++) {
+        primary_driver(&g, i % 2);
+        qtest_clock_step(g.qts, SECOND_NS / 100);
+    }
+    n = frames_arriving(primary_sv[0], frame, sizeof(frame));
+    g_test_message("%d announcements in the storm's second", n);
+    g_assert_cmpint(n, >=, 1);
+    g_assert_cmpint(n, <=, ANNOUNCES_PER_SECOND);
+
+    /* The last switch gave the primary the link; its announcement comes */
+    assert_active(g.qts, "primary");
+    g_assert_true(primary_link(&g));
+    qtest_clock_step(g.qts, SECOND_NS);
+    g_assert_cmpint(frames_arriving(primary_sv[0], frame, sizeof(frame)), >=,
+                    1);
+
+    close(primary_sv[0]);
+    close(fallback_sv[0]);
+    guest_stop(&g);
+}
+
+/*
+ * The pair's own announce-* properties say how many announcements a
+ * switch makes, on the VM's clock: the migration parameters do not.
+ */
+static void test_announce_rounds(void)
+{
+    int sv[2];
+    g_autofree char *netdev = NULL;
+    uint8_t frame[60];
+    Config c = {
+        .pair_props = "announce-rounds=3,announce-initial-ms=10,"
+                      "announce-step-ms=10,announce-max-ms=20",
+        .extra = "-global migration.announce-rounds=10",
+    };
+    Guest g;
+
+    g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), ==, 0);
+    netdev = g_strdup_printf("socket,id=hs1,fd=%d", sv[1]);
+    c.fallback_netdev = netdev;
+    guest_start_config(&g, &c);
+    close(sv[1]);
+    announce_frame(&g, "nic1", frame);
+    fallback_driver(&g, true);
+    qtest_clock_step(g.qts, DELAY_NS);
+    assert_active(g.qts, "fallback");
+    g_assert_cmpint(frames_arriving(sv[0], frame, sizeof(frame)), ==, 1);
+    qtest_clock_step(g.qts, SECOND_NS);
+    g_assert_cmpint(frames_arriving(sv[0], frame, sizeof(frame)), ==, 2);
+    close(sv[0]);
+    guest_stop(&g);
+}
+
+/*
  * Drivers that want a link before they go on, as some boot firmware
  * has them (docs/devel/driver-status.rst): each must get the network
  * through a pair whose primary has no driver, within the tries it makes.
@@ -2593,13 +2736,6 @@ static void give_back(ModelNic *n)
         qpci_io_writel(n->dev, n->bar, E1000_TCTL, 0);
         qpci_io_writel(n->dev, n->bar, E1000_CTRL, E1000_CTRL_RST);
     }
-}
-
-static void assert_active(QTestState *qts, const char *want)
-{
-    g_autofree char *active = pair_active(qts);
-
-    g_assert_cmpstr(active, ==, want);
 }
 
 static void test_autoneg_first(QTestState *qts, const LinkFirstCase *c,
@@ -2927,6 +3063,8 @@ int main(int argc, char **argv)
     qtest_add_func("/failover-pair/virtio-bound", test_virtio_bound);
     qtest_add_func("/failover-pair/unplug/replug-other-id",
                    test_replug_other_id);
+    qtest_add_func("/failover-pair/announce/storm", test_announce_storm);
+    qtest_add_func("/failover-pair/announce/rounds", test_announce_rounds);
     for (i = 0; i < ARRAY_SIZE(unplug_cases); i++) {
         UnplugCase *c = &unplug_cases[i];
         g_autofree char *path = NULL;
