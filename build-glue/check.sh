@@ -187,6 +187,9 @@ run_py e2e "$harness/e2e.py" --qemu "$obj/qemu-system-x86_64" \
 # a guest that sends nothing by itself across a switch
 run_py e2e-tap "$harness/e2e.py" --qemu "$obj/qemu-system-x86_64" \
     --guest "$guest/guest" --mode real --net tap
+# The docs' libvirt recipe, on a libvirtd of its own in a namespace (root)
+run_py libvirt "$harness/libvirt.py" --qemu "$obj/qemu-system-x86_64" \
+    --guest "$guest/guest"
 
 echo
 if [ -n "$suites_failed" ]; then

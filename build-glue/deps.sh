@@ -13,6 +13,9 @@ here=$(dirname "$0")
 # installs the prebuilt ones without it, which Debian's tarball strips.
 # dnsmasq-base (the program without the system service) and iputils-ping
 # are the DHCP server and the host's ping of the e2e tests on a tap bridge.
+# libvirt-daemon, -driver-qemu and libvirt-clients are Debian's libvirt for
+# harness/libvirt.py, without what they recommend (Debian's own QEMU above
+# all): the suite runs a libvirtd of its own on the built emulator.
 packages="
 meson:bookworm-backports
 python3-pycotap:bookworm-backports
@@ -21,10 +24,13 @@ python3-venv flex bison gcc-multilib bzip2 seabios ipxe-qemu ccache
 python3-sphinx python3-sphinx-rtd-theme kmod device-tree-compiler
 clang libclang-rt-14-dev llvm valgrind dnsmasq-base
 iputils-ping
+libvirt-daemon:norecommends libvirt-daemon-driver-qemu:norecommends
+libvirt-clients:norecommends
 "
 
 missing=
 backports=
+bare=
 for entry in $packages; do
     name=${entry%%:*}
     if dpkg-query -W -f '${Status}\n' "$name" 2>/dev/null |
@@ -32,6 +38,7 @@ for entry in $packages; do
         continue
     fi
     case "$entry" in
+    *:norecommends) bare="$bare $name" ;;
     *:*) backports="$backports $name" ;;
     *) missing="$missing $name" ;;
     esac
@@ -44,11 +51,11 @@ if dpkg-query -W -f '${Version}\n' meson >/dev/null 2>&1 &&
     backports="$backports meson"
 fi
 
-if [ -z "$missing$backports" ]; then
+if [ -z "$missing$backports$bare" ]; then
     exit 0
 fi
 
-echo "deps: installing$missing$backports"
+echo "deps: installing$missing$backports$bare"
 "$here/apt-sources.sh"
 export DEBIAN_FRONTEND=noninteractive
 if [ -n "$backports" ]; then
@@ -56,4 +63,7 @@ if [ -n "$backports" ]; then
 fi
 if [ -n "$missing" ]; then
     apt-get install -y -qq $missing >/dev/null
+fi
+if [ -n "$bare" ]; then
+    apt-get install -y -qq --no-install-recommends $bare >/dev/null
 fi
