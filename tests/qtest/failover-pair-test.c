@@ -2516,6 +2516,57 @@ static void test_announce_rounds(void)
 }
 
 /*
+ * The guest breaks its virtio-net NIC: it offers a transmit buffer
+ * whose descriptor index is out of the queue (virtio_error()).  The
+ * driver status is failed, and the pair falls back as for any driver
+ * that left.
+ */
+static void test_primary_breaks(void)
+{
+    uint64_t ring = VIRTIO_RX_RING(PRIMARY_SLOT) + 0x4000;
+    g_autofree char *status = NULL;
+    Guest g;
+    int i;
+
+    guest_start(&g, NULL, "");
+    fallback_driver(&g, true);
+    primary_driver(&g, true);
+    assert_active(g.qts, "primary");
+
+    /* Transmit queue 1: its one offered buffer has index 999 of 256 */
+    qtest_memset(g.qts, ring, 0, 3 * 4096);
+    qtest_writew(g.qts, ring + VIRTIO_RX_AVAIL + 4, 999);
+    qtest_writew(g.qts, ring + VIRTIO_RX_AVAIL + 2, 1);
+    qpci_io_writew(g.primary, g.primary_bar, VIRTIO_PCI_QUEUE_SEL, 1);
+    qpci_io_writel(g.primary, g.primary_bar, VIRTIO_PCI_QUEUE_PFN,
+                   ring >> 12);
+    qpci_io_writew(g.primary, g.primary_bar, VIRTIO_PCI_QUEUE_NOTIFY, 1);
+
+    /* The transmit bottom half runs in the main loop: wait for it */
+    for (i = 0; i < 500 && g_strcmp0(status, "failed"); i++) {
+        QDict *pair = query_pair(g.qts);
+
+        g_free(status);
+        status = g_strdup(qdict_get_str(qdict_get_qdict(pair, "primary"),
+                                        "driver-status"));
+        qobject_unref(pair);
+        g_usleep(10 * 1000);
+    }
+    g_assert_cmpstr(status, ==, "failed");
+    assert_active(g.qts, "none");
+    qtest_clock_step(g.qts, DELAY_NS);
+    assert_active(g.qts, "fallback");
+    g_assert_false(primary_link(&g));
+    g_assert_true(fallback_link_settled(&g));
+
+    /* A reset by its driver mends it: it is the primary again */
+    primary_driver(&g, false);
+    primary_driver(&g, true);
+    assert_active(g.qts, "primary");
+    guest_stop(&g);
+}
+
+/*
  * Drivers that want a link before they go on, as some boot firmware
  * has them (docs/devel/driver-status.rst): each must get the network
  * through a pair whose primary has no driver, within the tries it makes.
@@ -3065,6 +3116,7 @@ int main(int argc, char **argv)
                    test_replug_other_id);
     qtest_add_func("/failover-pair/announce/storm", test_announce_storm);
     qtest_add_func("/failover-pair/announce/rounds", test_announce_rounds);
+    qtest_add_func("/failover-pair/primary-breaks", test_primary_breaks);
     for (i = 0; i < ARRAY_SIZE(unplug_cases); i++) {
         UnplugCase *c = &unplug_cases[i];
         g_autofree char *path = NULL;
