@@ -35,6 +35,8 @@
 #define RTL8139_CMD_RXENB   0x08
 #define RTL8139_CMD_TXENB   0x04
 #define RTL8139_CPCMD       0xe0
+#define RTL8139_CFG9346     0x50
+#define RTL8139_CFG9346_AUTOLOAD 0x40
 #define RTL8139_CP_RXON     0x0002
 #define RTL8139_CP_TXON     0x0001
 #define RTL8139_CP_MULRW    0x0008
@@ -298,6 +300,26 @@ static void test_rtl8139_8139too(void)
     system_reset(m.qts);
     CHECK_STEP(&m, "rtl0", RTL_PATH, "none");
 
+    machine_stop(&m);
+}
+
+/*
+ * The chip's two resets a driver can use, ChipCmd's and Cfg9346's
+ * EEPROM autoload, say the same: a driver has started.
+ */
+static void test_rtl8139_resets(void)
+{
+    TestMachine m = { };
+
+    machine_start_pci(&m, RTL_ARGS, 3, 0);
+    rtl8139_chipcmd(&m, RTL8139_CMD_RXENB | RTL8139_CMD_TXENB);
+    CHECK_STEP(&m, "rtl0", RTL_PATH, "ready");
+    rtl8139_chipcmd(&m, RTL8139_CMD_RESET);
+    CHECK_STEP(&m, "rtl0", RTL_PATH, "initializing");
+    rtl8139_chipcmd(&m, RTL8139_CMD_RXENB | RTL8139_CMD_TXENB);
+    CHECK_STEP(&m, "rtl0", RTL_PATH, "ready");
+    qpci_io_writeb(m.pdev, m.bar, RTL8139_CFG9346, RTL8139_CFG9346_AUTOLOAD);
+    CHECK_STEP(&m, "rtl0", RTL_PATH, "initializing");
     machine_stop(&m);
 }
 
@@ -1353,6 +1375,7 @@ int main(int argc, char **argv)
 
     qtest_add_func("driver-status/rtl8139/8139too", test_rtl8139_8139too);
     qtest_add_func("driver-status/rtl8139/8139cp", test_rtl8139_8139cp);
+    qtest_add_func("driver-status/rtl8139/resets", test_rtl8139_resets);
     qtest_add_func("driver-status/e1000", test_e1000);
     for (i = 0; i < ARRAY_SIZE(e1000x_cases); i++) {
         g_autofree char *path = g_strdup_printf("driver-status/%s",
