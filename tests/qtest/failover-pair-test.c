@@ -2318,7 +2318,7 @@ static void test_unplug_release(gconstpointer opaque)
     static const char *const roles[2] = { "primary", "fallback" };
     static const int slots[2] = { PRIMARY_SLOT, FALLBACK_SLOT };
     bool gone[2] = { c->primary, c->fallback };
-    g_autofree char *netdevs[2] = { NULL, NULL };
+    char *netdevs[2];
     QPCIDevice *plugged[2] = { NULL, NULL };
     QPCIBar bar;
     int sv[2][2];
@@ -2334,6 +2334,8 @@ static void test_unplug_release(gconstpointer opaque)
     conf.primary_netdev = netdevs[0];
     conf.fallback_netdev = netdevs[1];
     guest_start_config(&g, &conf);
+    g_free(netdevs[0]);
+    g_free(netdevs[1]);
     close(sv[0][1]);
     close(sv[1][1]);
     run_steps(&g, reach[c->state]);
