@@ -213,9 +213,9 @@ static bool failover_pair_nic_held(FailoverPairNic *nic)
  * on the port of the NIC that had the link: tell it, as after migration,
  * that the guest is now behind the NIC the pair last let up, so that
  * frames for the guest follow it at once rather than when the guest
- * happens to send.  A NIC of its own announcement (virtio-net) raises an
- * interrupt in each round, so the rounds run on the VM's clock: none
- * while the VM is stopped.
+ * happens to send.  A NIC with an announcement of its own (virtio-net)
+ * raises an interrupt in each round, so the rounds run on the VM's
+ * clock: none while the VM is stopped.
  */
 static void failover_pair_announce(void *opaque)
 {
@@ -658,13 +658,9 @@ static void failover_pair_realize(DeviceState *dev, Error **errp)
         error_setg(errp, "primary and fallback are both '%s'", s->primary.id);
         return;
     }
-    if (s->fallback_delay_ms > FAILOVER_PAIR_MAX_DELAY_MS) {
-        error_setg(errp, "fallback-delay-ms %" PRIu32 " out of range "
-                   "(0 to %d)", s->fallback_delay_ms,
-                   FAILOVER_PAIR_MAX_DELAY_MS);
-        return;
-    }
-    if (!failover_pair_check_range("announce-initial-ms",
+    if (!failover_pair_check_range("fallback-delay-ms", s->fallback_delay_ms,
+                                   0, FAILOVER_PAIR_MAX_DELAY_MS, errp) ||
+        !failover_pair_check_range("announce-initial-ms",
                                    s->announce_initial_ms, 0,
                                    FAILOVER_PAIR_MAX_ANNOUNCE_MS, errp) ||
         !failover_pair_check_range("announce-max-ms", s->announce_max_ms, 0,
