@@ -374,6 +374,10 @@ SCENARIOS = {
 
 
 async def run(args, names):
+    # SIGTERM (a timeout in CI): unwind, so that the domains, libvirtd and
+    # the namespace go away as after a failure
+    asyncio.get_running_loop().add_signal_handler(
+        signal.SIGTERM, asyncio.current_task().cancel)
     await e2e.TapNet.remove_stale()
     passed = failed = 0
     with tempfile.TemporaryDirectory(prefix='fo-libvirt-') as workdir:
@@ -428,7 +432,11 @@ def main():
     for prog in ('libvirtd', 'virsh', 'unshare', 'dnsmasq'):
         if not shutil.which(prog):
             raise SystemExit(f'libvirt: {prog} not found (make deps)')
-    ok = asyncio.run(run(args, args.scenario or list(SCENARIOS)))
+    try:
+        ok = asyncio.run(run(args, args.scenario or list(SCENARIOS)))
+    except asyncio.CancelledError:
+        print('libvirt: stopped by SIGTERM; cleaned up', flush=True)
+        sys.exit(128 + signal.SIGTERM)
     sys.exit(0 if ok else 1)
 
 
