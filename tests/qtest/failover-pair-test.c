@@ -367,6 +367,40 @@ static void guest_start(Guest *g, const char *fallback, const char *extra)
     guest_start_config(g, &c);
 }
 
+/*
+ * Start @g as @c says, with the primary, the fallback or both on a
+ * socket backend: the test's end of each in *@primary_fd, *@fallback_fd
+ * (NULL: the usual backend)
+ */
+static void guest_start_sockets(Guest *g, Config *c, int *primary_fd,
+                                int *fallback_fd)
+{
+    int *fds[2] = { primary_fd, fallback_fd };
+    char *netdevs[2] = { NULL, NULL };
+    int sv[2][2];
+    int i;
+
+    for (i = 0; i < 2; i++) {
+        if (fds[i]) {
+            g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM, 0, sv[i]), ==,
+                            0);
+            netdevs[i] = g_strdup_printf("socket,id=hs%d,fd=%d", i,
+                                         sv[i][1]);
+        }
+    }
+    c->primary_netdev = netdevs[0];
+    c->fallback_netdev = netdevs[1];
+    guest_start_config(g, c);
+    c->primary_netdev = c->fallback_netdev = NULL;
+    for (i = 0; i < 2; i++) {
+        if (fds[i]) {
+            close(sv[i][1]);
+            *fds[i] = sv[i][0];
+        }
+        g_free(netdevs[i]);
+    }
+}
+
 static void guest_stop(Guest *g)
 {
     g_free(g->primary);
@@ -1924,23 +1958,13 @@ static void announce_frame(Guest *g, const char *nic, uint8_t *frame)
 static void test_announce(gconstpointer opaque)
 {
     bool announce = GPOINTER_TO_INT(opaque);
-    int primary_sv[2], fallback_sv[2];
-    g_autofree char *primary_netdev = NULL;
-    g_autofree char *fallback_netdev = NULL;
+    int primary_fd, fallback_fd;
     uint8_t primary_frame[60], fallback_frame[60];
     g_autofree char *active = NULL;
     Config c = { .pair_props = announce ? NULL : "announce=off" };
     Guest g;
 
-    g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM, 0, primary_sv), ==, 0);
-    g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM, 0, fallback_sv), ==, 0);
-    primary_netdev = g_strdup_printf("socket,id=hs0,fd=%d", primary_sv[1]);
-    fallback_netdev = g_strdup_printf("socket,id=hs1,fd=%d", fallback_sv[1]);
-    c.primary_netdev = primary_netdev;
-    c.fallback_netdev = fallback_netdev;
-    guest_start_config(&g, &c);
-    close(primary_sv[1]);
-    close(fallback_sv[1]);
+    guest_start_sockets(&g, &c, &primary_fd, &fallback_fd);
     announce_frame(&g, "nic0", primary_frame);
     announce_frame(&g, "nic1", fallback_frame);
 
@@ -1948,19 +1972,19 @@ static void test_announce(gconstpointer opaque)
     qtest_clock_step(g.qts, DELAY_NS);
     active = pair_active(g.qts);
     g_assert_cmpstr(active, ==, "fallback");
-    g_assert_cmpint(bytes_arrive(fallback_sv[0], fallback_frame, 60), ==,
+    g_assert_cmpint(bytes_arrive(fallback_fd, fallback_frame, 60), ==,
                     announce);
-    g_assert_false(bytes_arrive(primary_sv[0], primary_frame, 60));
+    g_assert_false(bytes_arrive(primary_fd, primary_frame, 60));
 
     primary_driver(&g, true);
     g_free(active);
     active = pair_active(g.qts);
     g_assert_cmpstr(active, ==, "primary");
-    g_assert_cmpint(bytes_arrive(primary_sv[0], primary_frame, 60), ==,
+    g_assert_cmpint(bytes_arrive(primary_fd, primary_frame, 60), ==,
                     announce);
 
-    close(primary_sv[0]);
-    close(fallback_sv[0]);
+    close(primary_fd);
+    close(fallback_fd);
     guest_stop(&g);
 }
 
@@ -2264,16 +2288,11 @@ static bool rtl8139_receives(Guest *g, int fd, const char *payload)
  */
 static void test_replug_other_id(void)
 {
-    int sv[2];
-    g_autofree char *netdev = NULL;
+    int fd;
     Config c = { };
     Guest g;
 
-    g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), ==, 0);
-    netdev = g_strdup_printf("socket,id=hs1,fd=%d", sv[1]);
-    c.fallback_netdev = netdev;
-    guest_start_config(&g, &c);
-    close(sv[1]);
+    guest_start_sockets(&g, &c, NULL, &fd);
     run_steps(&g, reach[BOTH]);
     unplug(&g, false);
 
@@ -2285,10 +2304,10 @@ static void test_replug_other_id(void)
                    RTL_RCR_ACCEPT_BROADCAST);
     fallback_driver(&g, true);
     rtl8139_send(&g, "to-the-backend");
-    g_assert_true(frame_arrives(sv[0], "to-the-backend"));
-    g_assert_true(rtl8139_receives(&g, sv[0], "to-the-guest"));
+    g_assert_true(frame_arrives(fd, "to-the-backend"));
+    g_assert_true(rtl8139_receives(&g, fd, "to-the-guest"));
 
-    close(sv[0]);
+    close(fd);
     guest_stop(&g);
 }
 
@@ -2318,26 +2337,15 @@ static void test_unplug_release(gconstpointer opaque)
     static const char *const roles[2] = { "primary", "fallback" };
     static const int slots[2] = { PRIMARY_SLOT, FALLBACK_SLOT };
     bool gone[2] = { c->primary, c->fallback };
-    char *netdevs[2];
     QPCIDevice *plugged[2] = { NULL, NULL };
     QPCIBar bar;
-    int sv[2][2];
+    int fd[2];
     Config conf = { };
     QDict *pair, *ev;
     Guest g;
     int i;
 
-    for (i = 0; i < 2; i++) {
-        g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM, 0, sv[i]), ==, 0);
-        netdevs[i] = g_strdup_printf("socket,id=hs%d,fd=%d", i, sv[i][1]);
-    }
-    conf.primary_netdev = netdevs[0];
-    conf.fallback_netdev = netdevs[1];
-    guest_start_config(&g, &conf);
-    g_free(netdevs[0]);
-    g_free(netdevs[1]);
-    close(sv[0][1]);
-    close(sv[1][1]);
+    guest_start_sockets(&g, &conf, &fd[0], &fd[1]);
     run_steps(&g, reach[c->state]);
     count_pair_events(g.qts);
 
@@ -2386,9 +2394,9 @@ static void test_unplug_release(gconstpointer opaque)
         uint8_t frame[60];
 
         announce_frame(&g, gone[i] ? others[i] : ids[i], frame);
-        g_assert_true(bytes_arrive(sv[i][0], frame, sizeof(frame)));
+        g_assert_true(bytes_arrive(fd[i], frame, sizeof(frame)));
         g_free(plugged[i]);
-        close(sv[i][0]);
+        close(fd[i]);
     }
     guest_stop(&g);
 }
@@ -2432,23 +2440,13 @@ static int frames_arriving(int fd, const uint8_t *frame, size_t size)
  */
 static void test_announce_storm(void)
 {
-    int primary_sv[2], fallback_sv[2];
-    g_autofree char *primary_netdev = NULL;
-    g_autofree char *fallback_netdev = NULL;
+    int primary_fd, fallback_fd;
     uint8_t frame[60];
     Config c = { };
     Guest g;
     int i, n;
 
-    g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM, 0, primary_sv), ==, 0);
-    g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM, 0, fallback_sv), ==, 0);
-    primary_netdev = g_strdup_printf("socket,id=hs0,fd=%d", primary_sv[1]);
-    fallback_netdev = g_strdup_printf("socket,id=hs1,fd=%d", fallback_sv[1]);
-    c.primary_netdev = primary_netdev;
-    c.fallback_netdev = fallback_netdev;
-    guest_start_config(&g, &c);
-    close(primary_sv[1]);
-    close(fallback_sv[1]);
+    guest_start_sockets(&g, &c, &primary_fd, &fallback_fd);
     announce_frame(&g, "nic0", frame);
     fallback_driver(&g, true);
     qtest_clock_step(g.qts, DELAY_NS);
@@ -2461,14 +2459,14 @@ static void test_announce_storm(void)
     qtest_clock_step(g.qts, SECOND_NS);
     primary_driver(&g, true);
     assert_active(g.qts, "primary");
-    g_assert_cmpint(frames_arriving(primary_sv[0], frame, sizeof(frame)), ==,
+    g_assert_cmpint(frames_arriving(primary_fd, frame, sizeof(frame)), ==,
                     1);
 
     for (i = 0; i < 100; i++) {
         primary_driver(&g, i % 2);
         qtest_clock_step(g.qts, SECOND_NS / 100);
     }
-    n = frames_arriving(primary_sv[0], frame, sizeof(frame));
+    n = frames_arriving(primary_fd, frame, sizeof(frame));
     g_test_message("%d announcements in the storm's second", n);
     g_assert_cmpint(n, >=, 1);
     g_assert_cmpint(n, <=, ANNOUNCES_PER_SECOND);
@@ -2477,11 +2475,11 @@ static void test_announce_storm(void)
     assert_active(g.qts, "primary");
     g_assert_true(primary_link(&g));
     qtest_clock_step(g.qts, SECOND_NS);
-    g_assert_cmpint(frames_arriving(primary_sv[0], frame, sizeof(frame)), >=,
+    g_assert_cmpint(frames_arriving(primary_fd, frame, sizeof(frame)), >=,
                     1);
 
-    close(primary_sv[0]);
-    close(fallback_sv[0]);
+    close(primary_fd);
+    close(fallback_fd);
     guest_stop(&g);
 }
 
@@ -2491,8 +2489,7 @@ static void test_announce_storm(void)
  */
 static void test_announce_rounds(void)
 {
-    int sv[2];
-    g_autofree char *netdev = NULL;
+    int fd;
     uint8_t frame[60];
     Config c = {
         .pair_props = "announce-rounds=3,announce-initial-ms=10,"
@@ -2501,19 +2498,15 @@ static void test_announce_rounds(void)
     };
     Guest g;
 
-    g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), ==, 0);
-    netdev = g_strdup_printf("socket,id=hs1,fd=%d", sv[1]);
-    c.fallback_netdev = netdev;
-    guest_start_config(&g, &c);
-    close(sv[1]);
+    guest_start_sockets(&g, &c, NULL, &fd);
     announce_frame(&g, "nic1", frame);
     fallback_driver(&g, true);
     qtest_clock_step(g.qts, DELAY_NS);
     assert_active(g.qts, "fallback");
-    g_assert_cmpint(frames_arriving(sv[0], frame, sizeof(frame)), ==, 1);
+    g_assert_cmpint(frames_arriving(fd, frame, sizeof(frame)), ==, 1);
     qtest_clock_step(g.qts, SECOND_NS);
-    g_assert_cmpint(frames_arriving(sv[0], frame, sizeof(frame)), ==, 2);
-    close(sv[0]);
+    g_assert_cmpint(frames_arriving(fd, frame, sizeof(frame)), ==, 2);
+    close(fd);
     guest_stop(&g);
 }
 
