@@ -131,6 +131,18 @@ static void model_nic_map(QPCIBus *bus, ModelNic *n, int slot)
     n->bar = qpci_iomap(n->dev, model_bar(n->model), NULL);
 }
 
+/* Let go of the NICs model_nic_map() took, then of the machine */
+static void model_stop(QTestState *qts, QPCIBus *bus, ModelNic *primary,
+                       ModelNic *fallback)
+{
+    qpci_iounmap(primary->dev, primary->bar);
+    qpci_iounmap(fallback->dev, fallback->bar);
+    g_free(primary->dev);
+    g_free(fallback->dev);
+    qpci_free_pc(bus);
+    qtest_quit(qts);
+}
+
 /*
  * A virtio-net driver's probe: receive queue 0 set up, empty, and
  * DRIVER_OK.  Linux's virtnet_probe() goes as far as this.
@@ -2102,12 +2114,7 @@ static void test_model(gconstpointer opaque)
     g_assert_false(model_link(&primary));
     g_assert_false(model_link(&fallback));
 
-    qpci_iounmap(primary.dev, primary.bar);
-    qpci_iounmap(fallback.dev, fallback.bar);
-    g_free(primary.dev);
-    g_free(fallback.dev);
-    qpci_free_pc(bus);
-    qtest_quit(qts);
+    model_stop(qts, bus, &primary, &fallback);
 }
 
 /* The NICs and the pair in some order and syntax of -device options */
@@ -2962,12 +2969,7 @@ static void test_link_first(gconstpointer opaque)
         break;
     }
 
-    qpci_iounmap(primary.dev, primary.bar);
-    qpci_iounmap(fallback.dev, fallback.bar);
-    g_free(primary.dev);
-    g_free(fallback.dev);
-    qpci_free_pc(bus);
-    qtest_quit(qts);
+    model_stop(qts, bus, &primary, &fallback);
     close(sock[0]);
 }
 
