@@ -19,6 +19,7 @@
 #include "qapi/qapi-commands-driver-status.h"
 #include "qapi/qapi-events-driver-status.h"
 #include "qemu/module.h"
+#include "qemu/timer.h"
 #include "trace.h"
 
 static NotifierList driver_status_listeners =
@@ -29,14 +30,76 @@ void driver_status_init(DriverStatusState *ds, DeviceState *dev)
     ds->dev = dev;
 }
 
-void driver_status_change(DriverStatusState *ds, GuestDriverStatus status)
+/* Trace the change from @old, send the event and tell the listeners */
+static void driver_status_announce(DriverStatusState *ds,
+                                   GuestDriverStatus old)
 {
     DriverStatusChange change = {
         .dev = ds->dev,
-        .old_status = ds->status,
-        .new_status = status,
+        .old_status = old,
+        .new_status = ds->status,
     };
-    g_autofree char *path = NULL;
+    g_autofree char *path = object_get_canonical_path(OBJECT(ds->dev));
+
+    trace_driver_status_change(path, GuestDriverStatus_str(old),
+                               GuestDriverStatus_str(ds->status));
+    qapi_event_send_driver_status_changed(ds->dev->id, path, ds->status);
+    notifier_list_notify(&driver_status_listeners, &change);
+}
+
+/*
+ * Devices report "none" from their reset, whose phases run for every
+ * device before any device leaves it: a listener told then would act
+ * on devices that are half reset.  So a change made while its device
+ * is in reset is held, and announced from the main loop.  That is a
+ * main loop timer, not a bottom half: bottom halves also run in the
+ * nested event loops of block drains, which a reset can run
+ * (virtio-blk's).  A held device is referenced until then.
+ */
+static GPtrArray *driver_status_held;
+static QEMUTimer *driver_status_held_timer;
+
+static void driver_status_release_held(void *opaque)
+{
+    g_autoptr(GPtrArray) held = driver_status_held;
+    guint i;
+
+    driver_status_held = NULL;
+    for (i = 0; i < held->len; i++) {
+        DriverStatusState *ds = g_ptr_array_index(held, i);
+        Object *dev = OBJECT(ds->dev);
+
+        ds->held = false;
+        /* A reset that found the device where it was is no change */
+        if (ds->dev->realized && ds->status != ds->held_from) {
+            driver_status_announce(ds, ds->held_from);
+        }
+        object_unref(dev);
+    }
+}
+
+static void driver_status_hold(DriverStatusState *ds, GuestDriverStatus old)
+{
+    if (!driver_status_held_timer) {
+        driver_status_held_timer = timer_new_ns(QEMU_CLOCK_REALTIME,
+                                                driver_status_release_held,
+                                                NULL);
+    }
+    if (!driver_status_held) {
+        driver_status_held = g_ptr_array_new();
+    }
+    ds->held = true;
+    ds->held_from = old;
+    object_ref(OBJECT(ds->dev));
+    g_ptr_array_add(driver_status_held, ds);
+    /* Resets are not held across main loop iterations (resettable.h) */
+    timer_mod(driver_status_held_timer,
+              qemu_clock_get_ns(QEMU_CLOCK_REALTIME));
+}
+
+void driver_status_change(DriverStatusState *ds, GuestDriverStatus status)
+{
+    GuestDriverStatus old = ds->status;
 
     ds->status = status;
     /* Whatever the driver waited for, it has moved on */
@@ -46,12 +109,15 @@ void driver_status_change(DriverStatusState *ds, GuestDriverStatus status)
     if (!ds->dev || !ds->dev->realized) {
         return;
     }
-
-    path = object_get_canonical_path(OBJECT(ds->dev));
-    trace_driver_status_change(path, GuestDriverStatus_str(change.old_status),
-                               GuestDriverStatus_str(status));
-    qapi_event_send_driver_status_changed(ds->dev->id, path, status);
-    notifier_list_notify(&driver_status_listeners, &change);
+    /* Once held, the changes that follow go out with the held one */
+    if (ds->held) {
+        return;
+    }
+    if (device_is_in_reset(ds->dev)) {
+        driver_status_hold(ds, old);
+        return;
+    }
+    driver_status_announce(ds, old);
 }
 
 void driver_status_report_link_wanted(DriverStatusState *ds)
@@ -69,7 +135,7 @@ void driver_status_report_link_wanted(DriverStatusState *ds)
      */
     driver_status_report(ds, GUEST_DRIVER_STATUS_INITIALIZING);
     ds->link_wanted = true;
-    if (!ds->dev || !ds->dev->realized) {
+    if (!ds->dev || !ds->dev->realized || ds->held) {
         return;
     }
     change = (DriverStatusChange) {

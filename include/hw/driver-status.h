@@ -41,6 +41,9 @@ DECLARE_CLASS_CHECKERS(DriverStatusReporterClass, DRIVER_STATUS_REPORTER,
  *     machine types of releases without it)
  * @link_wanted: whether the driver, initializing, waits for a link
  *     before it enables anything (driver_status_report_link_wanted())
+ * @held: whether a change waits for the device's reset to be over
+ *     before it is announced
+ * @held_from: the status announced last, while @held
  * @loaded: whether an incoming migration stream carried the status
  * @stream_status: the status as the stream carries it
  * @stream_link_wanted: @link_wanted as the stream carries it
@@ -53,6 +56,8 @@ typedef struct DriverStatusState {
     DeviceState *dev;
     bool migrate;
     bool link_wanted;
+    bool held;
+    GuestDriverStatus held_from;
     bool loaded;
     uint8_t stream_status;
     bool stream_link_wanted;
@@ -113,7 +118,8 @@ void driver_status_change(DriverStatusState *ds, GuestDriverStatus status);
  * Called by a device model when a guest write may have changed the
  * driver status.  Does nothing if @status is the stored status;
  * otherwise stores it, traces it, emits DRIVER_STATUS_CHANGED and
- * notifies the listeners.
+ * notifies the listeners: at once, or, while the device is in reset,
+ * once the reset is over.
  */
 static inline void driver_status_report(DriverStatusState *ds,
                                         GuestDriverStatus status)

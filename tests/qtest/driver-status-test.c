@@ -253,10 +253,21 @@ static void wait_event(QTestState *qts, const char *name)
     qobject_unref(ev);
 }
 
-static void system_reset(QTestState *qts)
+/*
+ * A system reset of a machine whose device is not at "none".  The
+ * device's change is held until every device is reset: it comes after
+ * the RESET event, from a later main loop iteration.
+ */
+static void system_reset(TestMachine *m)
 {
-    qtest_qmp_assert_success(qts, "{ 'execute': 'system_reset' }");
-    wait_event(qts, "RESET");
+    int i;
+
+    qtest_qmp_assert_success(m->qts, "{ 'execute': 'system_reset' }");
+    wait_event(m->qts, "RESET");
+    g_assert_true(g_queue_is_empty(&m->events));
+    for (i = 0; i < 100 && g_queue_is_empty(&m->events); i++) {
+        qobject_unref(qtest_qmp(m->qts, "{ 'execute': 'query-status' }"));
+    }
 }
 
 static void rtl8139_chipcmd(TestMachine *m, uint8_t val)
@@ -300,7 +311,7 @@ static void test_rtl8139_8139too(void)
     CHECK_STEP(&m, "rtl0", RTL_PATH, "initializing");
     rtl8139_chipcmd(&m, RTL8139_CMD_RXENB | RTL8139_CMD_TXENB);
     CHECK_STEP(&m, "rtl0", RTL_PATH, "ready");
-    system_reset(m.qts);
+    system_reset(&m);
     CHECK_STEP(&m, "rtl0", RTL_PATH, "none");
 
     machine_stop(&m);
@@ -356,7 +367,7 @@ static void test_rtl8139_8139cp(void)
     rtl8139_cpcmd(&m, RTL8139_CP_RXON | RTL8139_CP_TXON);
     CHECK_STEP(&m, "rtl0", RTL_PATH, "ready");
 
-    system_reset(m.qts);
+    system_reset(&m);
     CHECK_STEP(&m, "rtl0", RTL_PATH, "none");
 
     machine_stop(&m);
@@ -527,7 +538,7 @@ static void test_e1000(void)
     e1000_write(&m, E1000_RCTL, E1000_RCTL_BAM | E1000_RCTL_EN);
     CHECK_STEP(&m, "e1k0", E1000_PATH, "initializing", "ready");
 
-    system_reset(m.qts);
+    system_reset(&m);
     CHECK_STEP(&m, "e1k0", E1000_PATH, "none");
 
     machine_stop(&m);
@@ -616,7 +627,7 @@ static void test_e1000x(const void *data)
     e1000_write(&m, E1000_CTRL_EXT, E1000_CTRL_EXT_DRV_LOAD);
     e1000_write(&m, E1000_RCTL, E1000_RCTL_BAM | E1000_RCTL_EN);
     CHECK_STEP(&m, "nic0", path, "initializing", "ready");
-    system_reset(m.qts);
+    system_reset(&m);
     CHECK_STEP(&m, "nic0", path, "none");
 
     machine_stop(&m);
@@ -683,7 +694,7 @@ static void test_vmxnet3(void)
     vmxnet3_shared(&m, true);
     vmxnet3_cmd(&m, VMXNET3_CMD_ACTIVATE_DEV);
     CHECK_STEP(&m, "nic0", path, "ready");
-    system_reset(m.qts);
+    system_reset(&m);
     CHECK_STEP(&m, "nic0", path, "none");
 
     machine_stop(&m);
@@ -784,7 +795,7 @@ static void test_virtio_net(const void *data)
     qtest_qmp_assert_success(m.qts, "{ 'execute': 'cont' }");
     check_unchanged(&m, "vio0", VIO_PATH, "ready");
 
-    system_reset(m.qts);
+    system_reset(&m);
     CHECK_STEP(&m, "vio0", VIO_PATH, "none");
 
     qvirtio_pci_device_disable(dev);
