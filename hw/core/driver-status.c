@@ -20,6 +20,7 @@
 #include "qapi/qapi-events-driver-status.h"
 #include "qemu/module.h"
 #include "qemu/timer.h"
+#include "qdev-prop-internal.h"
 #include "trace.h"
 
 static NotifierList driver_status_listeners =
@@ -148,44 +149,27 @@ void driver_status_report_link_wanted(DriverStatusState *ds)
     notifier_list_notify(&driver_status_listeners, &change);
 }
 
-static DriverStatusState *driver_status_of(Object *obj)
+GuestDriverStatus driver_status_reporter_get_status(
+    DriverStatusReporter *reporter)
 {
-    DriverStatusReporterClass *k;
+    DriverStatusReporterClass *k = DRIVER_STATUS_REPORTER_GET_CLASS(reporter);
 
-    if (!object_dynamic_cast(obj, TYPE_DRIVER_STATUS_REPORTER)) {
-        return NULL;
-    }
-    k = DRIVER_STATUS_REPORTER_CLASS(object_get_class(obj));
-    return k->get_state(obj);
+    return k->get_status(reporter);
 }
 
-typedef struct DriverStatusFind {
-    DeviceState *dev;
-    DriverStatusState *ds;
-} DriverStatusFind;
-
-static int driver_status_find_child(Object *child, void *opaque)
+bool driver_status_reporter_link_wanted(DriverStatusReporter *reporter)
 {
-    DriverStatusFind *find = opaque;
-    DriverStatusState *ds = driver_status_of(child);
+    DriverStatusReporterClass *k = DRIVER_STATUS_REPORTER_GET_CLASS(reporter);
 
-    if (!ds || ds->dev != find->dev) {
-        return 0;
-    }
-    find->ds = ds;
-    return 1;
+    return k->get_link_wanted && k->get_link_wanted(reporter);
 }
 
-DriverStatusState *driver_status_find(DeviceState *dev)
-{
-    DriverStatusFind find = { .dev = dev };
-
-    find.ds = driver_status_of(OBJECT(dev));
-    if (!find.ds) {
-        object_child_foreach(OBJECT(dev), driver_status_find_child, &find);
-    }
-    return find.ds;
-}
+const PropertyInfo qdev_prop_driver_status = {
+    .type = "GuestDriverStatus",
+    .description = "guest driver status (read-only)",
+    .enum_table = &GuestDriverStatus_lookup,
+    .get = qdev_propinfo_get_enum,
+};
 
 void driver_status_add_listener(Notifier *n)
 {
@@ -259,18 +243,21 @@ const VMStateDescription vmstate_driver_status = {
 static int driver_status_query_one(Object *obj, void *opaque)
 {
     GuestDriverStatusInfoList ***tail = opaque;
-    DriverStatusState *ds = driver_status_of(obj);
     GuestDriverStatusInfo *info;
 
-    /* Not yet (or no longer) realized: the guest cannot drive it */
-    if (!ds || !ds->dev || !ds->dev->realized) {
+    if (!object_dynamic_cast(obj, TYPE_DRIVER_STATUS_REPORTER) ||
+        /* Not yet (or no longer) realized: the guest cannot drive it */
+        !DEVICE(obj)->realized ||
+        /* Its parent (a transport proxy) answers for it */
+        object_dynamic_cast(obj->parent, TYPE_DRIVER_STATUS_REPORTER)) {
         return 0;
     }
 
     info = g_new0(GuestDriverStatusInfo, 1);
-    info->device = g_strdup(ds->dev->id);
-    info->qom_path = object_get_canonical_path(OBJECT(ds->dev));
-    info->status = driver_status_get(ds);
+    info->device = g_strdup(DEVICE(obj)->id);
+    info->qom_path = object_get_canonical_path(obj);
+    info->status = driver_status_reporter_get_status(
+        DRIVER_STATUS_REPORTER(obj));
     QAPI_LIST_APPEND(*tail, info);
     return 0;
 }

@@ -96,9 +96,8 @@ typedef struct FailoverPairNic {
     const char *role;
     /* Property: the NIC's id */
     char *id;
-    /* The NIC and its driver status while the pair is formed, or NULL */
+    /* The NIC while the pair is formed, or NULL */
     DeviceState *dev;
-    DriverStatusState *ds;
     /* Migrated: whether the user set the NIC's link down */
     bool admin_down;
 } FailoverPairNic;
@@ -195,9 +194,14 @@ static int failover_pair_nic_queues(DeviceState *dev, NetClientState **ncs)
 /* Whether @nic's driver is ready, or waits for a link to get ready */
 static bool failover_pair_nic_wanted(FailoverPairNic *nic)
 {
-    return nic->ds &&
-           (driver_status_get(nic->ds) == GUEST_DRIVER_STATUS_READY ||
-            driver_status_link_wanted(nic->ds));
+    DriverStatusReporter *r;
+
+    if (!nic->dev) {
+        return false;
+    }
+    r = DRIVER_STATUS_REPORTER(nic->dev);
+    return driver_status_reporter_get_status(r) == GUEST_DRIVER_STATUS_READY ||
+           driver_status_reporter_link_wanted(r);
 }
 
 static bool failover_pair_nic_held(FailoverPairNic *nic)
@@ -454,8 +458,7 @@ static bool failover_pair_find_nic(FailoverPairNic *nic, Error **errp)
         error_setg(errp, "%s '%s' is not a NIC", nic->role, nic->id);
         return false;
     }
-    nic->ds = driver_status_find(dev);
-    if (!nic->ds) {
+    if (!object_dynamic_cast(OBJECT(dev), TYPE_DRIVER_STATUS_REPORTER)) {
         error_setg(errp, "%s '%s' (%s) does not report guest driver status",
                    nic->role, nic->id, object_get_typename(OBJECT(dev)));
         return false;
@@ -472,7 +475,6 @@ static bool failover_pair_find_nic(FailoverPairNic *nic, Error **errp)
 static void failover_pair_forget(FailoverPairNic *nic)
 {
     nic->dev = NULL;
-    nic->ds = NULL;
 }
 
 /* The MTU @nic's guest driver starts with */
@@ -759,7 +761,6 @@ static FailoverPairMember *failover_pair_member(FailoverPairNic *nic)
     FailoverPairMember *m = g_new0(FailoverPairMember, 1);
     NetClientState *ncs[MAX_QUEUE_NUM];
     DeviceState *dev;
-    DriverStatusState *ds;
 
     m->device = g_strdup(nic->id);
     /* A dissolved pair still shows the NIC that is left */
@@ -768,10 +769,10 @@ static FailoverPairMember *failover_pair_member(FailoverPairNic *nic)
         return m;
     }
     m->qom_path = object_get_canonical_path(OBJECT(dev));
-    ds = nic->ds ?: driver_status_find(dev);
-    if (ds) {
+    if (object_dynamic_cast(OBJECT(dev), TYPE_DRIVER_STATUS_REPORTER)) {
         m->has_driver_status = true;
-        m->driver_status = driver_status_get(ds);
+        m->driver_status = driver_status_reporter_get_status(
+            DRIVER_STATUS_REPORTER(dev));
     }
     m->has_link_up = true;
     m->link_up = !ncs[0]->link_down;

@@ -10,8 +10,10 @@
  * that itself.
  *
  * The device's type also implements the driver-status-reporter QOM
- * interface, through which query-driver-status and other devices (a
- * failover-pair) find the state; reporting does not go through QOM.
+ * interface, through which query-driver-status, management
+ * (qom-list-types, the read-only "driver-status" property) and other
+ * devices (a failover pair) read the status; reporting does not go
+ * through QOM.
  *
  * Copyright (c) 2026 The QEMU driver status authors
  *
@@ -22,6 +24,7 @@
 #define HW_DRIVER_STATUS_H
 
 #include "qemu/notify.h"
+#include "hw/qdev-properties.h"
 #include "qom/object.h"
 #include "qapi/qapi-types-driver-status.h"
 
@@ -30,6 +33,47 @@
 typedef struct DriverStatusReporterClass DriverStatusReporterClass;
 DECLARE_CLASS_CHECKERS(DriverStatusReporterClass, DRIVER_STATUS_REPORTER,
                        TYPE_DRIVER_STATUS_REPORTER)
+#define DRIVER_STATUS_REPORTER(obj) \
+    INTERFACE_CHECK(DriverStatusReporter, (obj), TYPE_DRIVER_STATUS_REPORTER)
+
+typedef struct DriverStatusReporter DriverStatusReporter;
+
+/**
+ * DriverStatusReporterClass:
+ * @parent_class: the interface class
+ * @get_status: mandatory; the guest driver status of the device
+ * @get_link_wanted: whether the device's driver waits for a link (see
+ *     driver_status_report_link_wanted()); %NULL on devices that cannot
+ *     tell
+ *
+ * Implemented by the device the user creates.  A transport proxy
+ * (virtio-net-pci) answers for the device it holds; a reporter that is
+ * a QOM child of another reporter is not listed on its own.
+ */
+struct DriverStatusReporterClass {
+    InterfaceClass parent_class;
+
+    GuestDriverStatus (*get_status)(DriverStatusReporter *reporter);
+    bool (*get_link_wanted)(DriverStatusReporter *reporter);
+};
+
+/**
+ * driver_status_reporter_get_status:
+ * @reporter: a device that reports guest driver status
+ *
+ * Returns: the guest driver status of @reporter.
+ */
+GuestDriverStatus driver_status_reporter_get_status(
+    DriverStatusReporter *reporter);
+
+/**
+ * driver_status_reporter_link_wanted:
+ * @reporter: a device that reports guest driver status
+ *
+ * Returns: whether the driver of @reporter waits for a link before it
+ * enables anything.
+ */
+bool driver_status_reporter_link_wanted(DriverStatusReporter *reporter);
 
 /**
  * DriverStatusState:
@@ -63,24 +107,20 @@ typedef struct DriverStatusState {
     bool stream_link_wanted;
 } DriverStatusState;
 
+extern const PropertyInfo qdev_prop_driver_status;
+
+/* A reporting device's read-only "driver-status" property */
+#define DEFINE_PROP_DRIVER_STATUS(_state, _field)                          \
+    DEFINE_PROP("driver-status", _state, _field.status,                   \
+                qdev_prop_driver_status, GuestDriverStatus)
+
 /*
  * The property of a reporting device that lets its status migrate on
  * its own: on by default, off in hw_compat_10_2, so that a VM on an
  * older machine type migrates to and from QEMU without driver status.
  */
-#define DEFINE_PROP_DRIVER_STATUS(_state, _field)                          \
+#define DEFINE_PROP_DRIVER_STATUS_MIGRATE(_state, _field)                  \
     DEFINE_PROP_BOOL("x-migrate-driver-status", _state, _field.migrate, true)
-
-/**
- * DriverStatusReporterClass:
- * @parent_class: the interface class
- * @get_state: mandatory; the device's DriverStatusState
- */
-struct DriverStatusReporterClass {
-    InterfaceClass parent_class;
-
-    DriverStatusState *(*get_state)(Object *obj);
-};
 
 /**
  * DriverStatusChange:
@@ -168,16 +208,6 @@ static inline GuestDriverStatus driver_status_get(const DriverStatusState *ds)
 {
     return ds->status;
 }
-
-/**
- * driver_status_find:
- * @dev: a user-visible device
- *
- * Returns: the driver status @dev reports, its own or that of the
- * child that reports for it (virtio-net-pci's virtio-backend); NULL if
- * @dev reports none.
- */
-DriverStatusState *driver_status_find(DeviceState *dev);
 
 /**
  * driver_status_add_listener:

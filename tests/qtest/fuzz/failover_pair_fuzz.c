@@ -200,11 +200,16 @@ static bool fuzz_link_up(const char *id)
 static bool fuzz_driver_wants_link(const char *id)
 {
     g_autofree char *path = g_strdup_printf("/machine/peripheral/%s", id);
-    Object *obj = object_resolve_path(path, NULL);
-    DriverStatusState *ds = obj ? driver_status_find(DEVICE(obj)) : NULL;
+    Object *obj = object_resolve_path_type(path, TYPE_DRIVER_STATUS_REPORTER,
+                                           NULL);
+    DriverStatusReporter *r;
 
-    return ds && (driver_status_get(ds) == GUEST_DRIVER_STATUS_READY ||
-                  driver_status_link_wanted(ds));
+    if (!obj) {
+        return false;
+    }
+    r = DRIVER_STATUS_REPORTER(obj);
+    return driver_status_reporter_get_status(r) == GUEST_DRIVER_STATUS_READY ||
+           driver_status_reporter_link_wanted(r);
 }
 
 static bool fuzz_pair_formed(void)
