@@ -17,8 +17,8 @@
 void hmp_info_driver_status(Monitor *mon, const QDict *qdict)
 {
     Error *err = NULL;
-    GuestDriverStatusInfoList *list = qmp_query_driver_status(&err);
-    GuestDriverStatusInfoList *node;
+    DriverStatusInfoList *list = qmp_query_driver_status(&err);
+    DriverStatusInfoList *node;
 
     if (err) {
         hmp_handle_error(mon, err);
@@ -31,15 +31,15 @@ void hmp_info_driver_status(Monitor *mon, const QDict *qdict)
     }
 
     for (node = list; node; node = node->next) {
-        GuestDriverStatusInfo *info = node->value;
+        DriverStatusInfo *info = node->value;
 
         if (info->device) {
             monitor_printf(mon, "%s (%s): %s\n", info->device,
-                           info->qom_path, GuestDriverStatus_str(info->status));
+                           info->qom_path, DriverStatus_str(info->status));
         } else {
             monitor_printf(mon, "%s: %s\n", info->qom_path,
-                           GuestDriverStatus_str(info->status));
+                           DriverStatus_str(info->status));
         }
     }
-    qapi_free_GuestDriverStatusInfoList(list);
+    qapi_free_DriverStatusInfoList(list);
 }

@@ -33,7 +33,7 @@ void driver_status_init(DriverStatusState *ds, DeviceState *dev)
 
 /* Trace the change from @old, send the event and tell the listeners */
 static void driver_status_announce(DriverStatusState *ds,
-                                   GuestDriverStatus old)
+                                   DriverStatus old)
 {
     DriverStatusChange change = {
         .dev = ds->dev,
@@ -42,8 +42,8 @@ static void driver_status_announce(DriverStatusState *ds,
     };
     g_autofree char *path = object_get_canonical_path(OBJECT(ds->dev));
 
-    trace_driver_status_change(path, GuestDriverStatus_str(old),
-                               GuestDriverStatus_str(ds->status));
+    trace_driver_status_change(path, DriverStatus_str(old),
+                               DriverStatus_str(ds->status));
     qapi_event_send_driver_status_changed(ds->dev->id, path, ds->status);
     notifier_list_notify(&driver_status_listeners, &change);
 }
@@ -79,7 +79,7 @@ static void driver_status_release_held(void *opaque)
     }
 }
 
-static void driver_status_hold(DriverStatusState *ds, GuestDriverStatus old)
+static void driver_status_hold(DriverStatusState *ds, DriverStatus old)
 {
     if (!driver_status_held_timer) {
         driver_status_held_timer = timer_new_ns(QEMU_CLOCK_REALTIME,
@@ -98,9 +98,9 @@ static void driver_status_hold(DriverStatusState *ds, GuestDriverStatus old)
               qemu_clock_get_ns(QEMU_CLOCK_REALTIME));
 }
 
-void driver_status_change(DriverStatusState *ds, GuestDriverStatus status)
+void driver_status_change(DriverStatusState *ds, DriverStatus status)
 {
-    GuestDriverStatus old = ds->status;
+    DriverStatus old = ds->status;
 
     ds->status = status;
     /* Whatever the driver waited for, it has moved on */
@@ -127,14 +127,14 @@ void driver_status_report_link_wanted(DriverStatusState *ds)
     g_autofree char *path = NULL;
 
     /* The guest polls: once is enough.  A ready driver has what it needs */
-    if (ds->link_wanted || ds->status == GUEST_DRIVER_STATUS_READY) {
+    if (ds->link_wanted || ds->status == DRIVER_STATUS_READY) {
         return;
     }
     /*
      * A driver that waits for a link is bringing the device up, even if
      * the device did not see it start (e1000's reset through its I/O BAR)
      */
-    driver_status_report(ds, GUEST_DRIVER_STATUS_INITIALIZING);
+    driver_status_report(ds, DRIVER_STATUS_INITIALIZING);
     ds->link_wanted = true;
     if (!ds->dev || !ds->dev->realized || ds->held) {
         return;
@@ -149,7 +149,7 @@ void driver_status_report_link_wanted(DriverStatusState *ds)
     notifier_list_notify(&driver_status_listeners, &change);
 }
 
-GuestDriverStatus driver_status_reporter_get_status(
+DriverStatus driver_status_reporter_get_status(
     DriverStatusReporter *reporter)
 {
     DriverStatusReporterClass *k = DRIVER_STATUS_REPORTER_GET_CLASS(reporter);
@@ -165,9 +165,9 @@ bool driver_status_reporter_link_wanted(DriverStatusReporter *reporter)
 }
 
 const PropertyInfo qdev_prop_driver_status = {
-    .type = "GuestDriverStatus",
+    .type = "DriverStatus",
     .description = "guest driver status (read-only)",
-    .enum_table = &GuestDriverStatus_lookup,
+    .enum_table = &DriverStatus_lookup,
     .get = qdev_propinfo_get_enum,
 };
 
@@ -182,7 +182,7 @@ void driver_status_remove_listener(Notifier *n)
 }
 
 bool driver_status_needed(const DriverStatusState *ds,
-                          GuestDriverStatus from_registers)
+                          DriverStatus from_registers)
 {
     return ds->migrate && (ds->status != from_registers || ds->link_wanted);
 }
@@ -193,7 +193,7 @@ void driver_status_pre_load(DriverStatusState *ds)
 }
 
 void driver_status_post_load(DriverStatusState *ds,
-                             GuestDriverStatus from_registers)
+                             DriverStatus from_registers)
 {
     ds->status = ds->loaded ? ds->stream_status : from_registers;
     ds->link_wanted = ds->loaded && ds->stream_link_wanted;
@@ -213,9 +213,9 @@ static int driver_status_state_post_load(void *opaque, int version_id)
 {
     DriverStatusState *ds = opaque;
 
-    if (ds->stream_status >= GUEST_DRIVER_STATUS__MAX ||
+    if (ds->stream_status >= DRIVER_STATUS__MAX ||
         (ds->stream_link_wanted &&
-         ds->stream_status != GUEST_DRIVER_STATUS_INITIALIZING)) {
+         ds->stream_status != DRIVER_STATUS_INITIALIZING)) {
         return -EINVAL;
     }
     ds->loaded = true;
@@ -242,8 +242,8 @@ const VMStateDescription vmstate_driver_status = {
 
 static int driver_status_query_one(Object *obj, void *opaque)
 {
-    GuestDriverStatusInfoList ***tail = opaque;
-    GuestDriverStatusInfo *info;
+    DriverStatusInfoList ***tail = opaque;
+    DriverStatusInfo *info;
 
     if (!object_dynamic_cast(obj, TYPE_DRIVER_STATUS_REPORTER) ||
         /* Not yet (or no longer) realized: the guest cannot drive it */
@@ -253,7 +253,7 @@ static int driver_status_query_one(Object *obj, void *opaque)
         return 0;
     }
 
-    info = g_new0(GuestDriverStatusInfo, 1);
+    info = g_new0(DriverStatusInfo, 1);
     info->device = g_strdup(DEVICE(obj)->id);
     info->qom_path = object_get_canonical_path(obj);
     info->status = driver_status_reporter_get_status(
@@ -262,10 +262,10 @@ static int driver_status_query_one(Object *obj, void *opaque)
     return 0;
 }
 
-GuestDriverStatusInfoList *qmp_query_driver_status(Error **errp)
+DriverStatusInfoList *qmp_query_driver_status(Error **errp)
 {
-    GuestDriverStatusInfoList *list = NULL;
-    GuestDriverStatusInfoList **tail = &list;
+    DriverStatusInfoList *list = NULL;
+    DriverStatusInfoList **tail = &list;
 
     object_child_foreach_recursive(object_get_root(),
                                    driver_status_query_one, &tail);

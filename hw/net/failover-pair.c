@@ -200,7 +200,7 @@ static bool failover_pair_nic_wanted(FailoverPairNic *nic)
         return false;
     }
     r = DRIVER_STATUS_REPORTER(nic->dev);
-    return driver_status_reporter_get_status(r) == GUEST_DRIVER_STATUS_READY ||
+    return driver_status_reporter_get_status(r) == DRIVER_STATUS_READY ||
            driver_status_reporter_link_wanted(r);
 }
 

@@ -53,7 +53,7 @@ typedef struct DriverStatusReporter DriverStatusReporter;
 struct DriverStatusReporterClass {
     InterfaceClass parent_class;
 
-    GuestDriverStatus (*get_status)(DriverStatusReporter *reporter);
+    DriverStatus (*get_status)(DriverStatusReporter *reporter);
     bool (*get_link_wanted)(DriverStatusReporter *reporter);
 };
 
@@ -63,7 +63,7 @@ struct DriverStatusReporterClass {
  *
  * Returns: the guest driver status of @reporter.
  */
-GuestDriverStatus driver_status_reporter_get_status(
+DriverStatus driver_status_reporter_get_status(
     DriverStatusReporter *reporter);
 
 /**
@@ -77,7 +77,7 @@ bool driver_status_reporter_link_wanted(DriverStatusReporter *reporter);
 
 /**
  * DriverStatusState:
- * @status: the #GuestDriverStatus; always a valid one
+ * @status: the #DriverStatus; always a valid one
  * @dev: the device the user created, which events and queries name;
  *     set by driver_status_init() at realize
  * @migrate: the device's x-migrate-driver-status property: whether
@@ -93,15 +93,15 @@ bool driver_status_reporter_link_wanted(DriverStatusReporter *reporter);
  * @stream_link_wanted: @link_wanted as the stream carries it
  *
  * What a reporting device keeps, as a member of its own state.
- * Zero-initialised, it holds %GUEST_DRIVER_STATUS_NONE.
+ * Zero-initialised, it holds %DRIVER_STATUS_NONE.
  */
 typedef struct DriverStatusState {
-    GuestDriverStatus status;
+    DriverStatus status;
     DeviceState *dev;
     bool migrate;
     bool link_wanted;
     bool held;
-    GuestDriverStatus held_from;
+    DriverStatus held_from;
     bool loaded;
     uint8_t stream_status;
     bool stream_link_wanted;
@@ -112,7 +112,7 @@ extern const PropertyInfo qdev_prop_driver_status;
 /* A reporting device's read-only "driver-status" property */
 #define DEFINE_PROP_DRIVER_STATUS(_state, _field)                          \
     DEFINE_PROP("driver-status", _state, _field.status,                   \
-                qdev_prop_driver_status, GuestDriverStatus)
+                qdev_prop_driver_status, DriverStatus)
 
 /*
  * The property of a reporting device that lets its status migrate on
@@ -133,8 +133,8 @@ extern const PropertyInfo qdev_prop_driver_status;
  */
 typedef struct DriverStatusChange {
     DeviceState *dev;
-    GuestDriverStatus old_status;
-    GuestDriverStatus new_status;
+    DriverStatus old_status;
+    DriverStatus new_status;
 } DriverStatusChange;
 
 /**
@@ -148,7 +148,7 @@ typedef struct DriverStatusChange {
 void driver_status_init(DriverStatusState *ds, DeviceState *dev);
 
 /* Out of line half of driver_status_report() */
-void driver_status_change(DriverStatusState *ds, GuestDriverStatus status);
+void driver_status_change(DriverStatusState *ds, DriverStatus status);
 
 /**
  * driver_status_report:
@@ -162,7 +162,7 @@ void driver_status_change(DriverStatusState *ds, GuestDriverStatus status);
  * once the reset is over.
  */
 static inline void driver_status_report(DriverStatusState *ds,
-                                        GuestDriverStatus status)
+                                        DriverStatus status)
 {
     if (ds->status != status) {
         driver_status_change(ds, status);
@@ -204,7 +204,7 @@ static inline bool driver_status_link_wanted(const DriverStatusState *ds)
  *
  * Returns: the stored status.
  */
-static inline GuestDriverStatus driver_status_get(const DriverStatusState *ds)
+static inline DriverStatus driver_status_get(const DriverStatusState *ds)
 {
     return ds->status;
 }
@@ -255,10 +255,10 @@ extern const VMStateDescription vmstate_driver_status;
  * (x-migrate-driver-status).
  */
 bool driver_status_needed(const DriverStatusState *ds,
-                          GuestDriverStatus from_registers);
+                          DriverStatus from_registers);
 
 void driver_status_pre_load(DriverStatusState *ds);
 void driver_status_post_load(DriverStatusState *ds,
-                             GuestDriverStatus from_registers);
+                             DriverStatus from_registers);
 
 #endif

@@ -208,7 +208,7 @@ static bool fuzz_driver_wants_link(const char *id)
         return false;
     }
     r = DRIVER_STATUS_REPORTER(obj);
-    return driver_status_reporter_get_status(r) == GUEST_DRIVER_STATUS_READY ||
+    return driver_status_reporter_get_status(r) == DRIVER_STATUS_READY ||
            driver_status_reporter_link_wanted(r);
 }
 
