@@ -179,8 +179,9 @@ static char *qom_get_status(QTestState *qts, const char *path)
     QDict *rsp = qtest_qmp(qts, "{ 'execute': 'qom-get', 'arguments': {"
                            " 'path': %s, 'property': 'driver-status' } }",
                            path);
-    char *status = g_strdup(qdict_get_str(rsp, "return"));
+    char *status = g_strdup(qdict_get_try_str(rsp, "return"));
 
+    g_assert_nonnull(status);
     qobject_unref(rsp);
     return status;
 }
