@@ -171,24 +171,47 @@ static DeviceState *failover_pair_lookup(const char *id)
     return dev && dev->realized ? dev : NULL;
 }
 
-/*
- * The NIC queues of @dev.  A NIC's net clients are named after the id
- * of the device the user created (the proxy, for virtio-net-pci), which
- * is how set_link finds them too.
- */
-static int failover_pair_nic_queues(DeviceState *dev, NetClientState **ncs)
-{
-    NetClientState *all[MAX_QUEUE_NUM];
-    int n, i, queues = 0;
+typedef struct FailoverPairNicFind {
+    DeviceState *dev;
+    NICState *nic;
+    int count;
+} FailoverPairNicFind;
 
-    n = qemu_find_net_clients_except(dev->id, all, NET_CLIENT_DRIVER__MAX,
-                                     MAX_QUEUE_NUM);
-    for (i = 0; i < n; i++) {
-        if (all[i]->info->type == NET_CLIENT_DRIVER_NIC) {
-            ncs[queues++] = all[i];
-        }
+static int failover_pair_object_is(Object *child, void *opaque)
+{
+    return child == opaque;
+}
+
+/* A NIC model passes its own state as the opaque, or virtio-net's */
+static void failover_pair_match_nic(NICState *nic, void *opaque)
+{
+    FailoverPairNicFind *find = opaque;
+
+    if (nic->opaque == find->dev ||
+        object_child_foreach(OBJECT(find->dev), failover_pair_object_is,
+                             nic->opaque)) {
+        find->nic = nic;
+        find->count++;
     }
-    return queues;
+}
+
+/*
+ * The network interface of @dev: that of the device itself, or of the
+ * virtio device it holds (virtio-net-pci); NULL if it has none, or more
+ * than one.  Never by name: net client names are not unique (an
+ * anonymous e1000's "e1000.0" may be another NIC's id).
+ */
+static NICState *failover_pair_nic_state(DeviceState *dev)
+{
+    FailoverPairNicFind find = { .dev = dev };
+
+    qemu_foreach_nic(failover_pair_match_nic, &find);
+    return find.count == 1 ? find.nic : NULL;
+}
+
+static int failover_pair_nic_queues(NICState *nic)
+{
+    return MAX(nic->conf->peers.queues, 1);
 }
 
 /* Whether @nic's driver is ready, or waits for a link to get ready */
@@ -206,10 +229,9 @@ static bool failover_pair_nic_wanted(FailoverPairNic *nic)
 
 static bool failover_pair_nic_held(FailoverPairNic *nic)
 {
-    NetClientState *ncs[MAX_QUEUE_NUM];
+    NICState *state = failover_pair_nic_state(nic->dev);
 
-    return failover_pair_nic_queues(nic->dev, ncs) &&
-           (ncs[0]->link_down_reasons & NET_LINK_DOWN_HOLD);
+    return qemu_get_queue(state)->link_down_reasons & NET_LINK_DOWN_HOLD;
 }
 
 /*
@@ -225,7 +247,7 @@ static void failover_pair_announce(void *opaque)
 {
     FailoverPairState *s = opaque;
     FailoverPairNic *nic = s->announce_nic;
-    NetClientState *ncs[MAX_QUEUE_NUM];
+    NICState *state;
     AnnounceParameters params = {
         .initial = s->announce_initial_ms,
         .max = s->announce_max_ms,
@@ -239,14 +261,15 @@ static void failover_pair_announce(void *opaque)
     s->announce_nic = NULL;
     /* Dissolved, the pair still announces the NIC it let go */
     dev = nic ? nic->dev ?: failover_pair_lookup(nic->id) : NULL;
-    if (!dev || !failover_pair_nic_queues(dev, ncs) || ncs[0]->link_down) {
+    state = dev ? failover_pair_nic_state(dev) : NULL;
+    if (!state || qemu_get_queue(state)->link_down) {
         return;
     }
     trace_failover_pair_announce(failover_pair_id(s), nic->id);
     s->announce_paid = MAX(s->announce_paid,
                            qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL)) +
                        FAILOVER_PAIR_ANNOUNCE_GAP_NS;
-    name.value = ncs[0]->name;
+    name.value = qemu_get_queue(state)->name;
     params.interfaces = &name;
     qemu_announce_self_on(&s->announce_timer, &params, QEMU_CLOCK_VIRTUAL);
 }
@@ -284,17 +307,23 @@ static void failover_pair_cancel_announce(FailoverPairState *s)
 static void failover_pair_hold(FailoverPairState *s, FailoverPairNic *nic,
                                bool hold)
 {
-    NetClientState *ncs[MAX_QUEUE_NUM];
+    g_autofree NetClientState **ncs = NULL;
+    NICState *state;
+    bool peers;
     int queues, i;
 
     if (!nic->dev || failover_pair_nic_held(nic) == hold) {
         return;
     }
     trace_failover_pair_hold(failover_pair_id(s), nic->id, hold);
-    queues = failover_pair_nic_queues(nic->dev, ncs);
+    state = failover_pair_nic_state(nic->dev);
+    queues = failover_pair_nic_queues(state);
+    ncs = g_new(NetClientState *, queues);
     /* From the backend's side, the change reaches the NIC as well */
-    if (ncs[0]->peer) {
-        for (i = 0; i < queues; i++) {
+    peers = qemu_get_queue(state)->peer;
+    for (i = 0; i < queues; i++) {
+        ncs[i] = qemu_get_subqueue(state, i);
+        if (peers) {
             ncs[i] = ncs[i]->peer;
         }
     }
@@ -444,18 +473,45 @@ static bool failover_pair_uses(DeviceState *dev)
     return false;
 }
 
+typedef struct FailoverPairNameFind {
+    NICState *self;
+    NICState *other;
+} FailoverPairNameFind;
+
+static void failover_pair_match_name(NICState *nic, void *opaque)
+{
+    FailoverPairNameFind *find = opaque;
+
+    if (nic != find->self &&
+        !strcmp(qemu_get_queue(nic)->name, qemu_get_queue(find->self)->name)) {
+        find->other = nic;
+    }
+}
+
 /* Resolve @nic's id to a NIC that reports driver status, or fail. */
 static bool failover_pair_find_nic(FailoverPairNic *nic, Error **errp)
 {
-    NetClientState *ncs[MAX_QUEUE_NUM];
     DeviceState *dev = failover_pair_lookup(nic->id);
+    FailoverPairNameFind names = { };
 
     if (!dev) {
         error_setg(errp, "%s '%s' not found", nic->role, nic->id);
         return false;
     }
-    if (!failover_pair_nic_queues(dev, ncs)) {
+    names.self = failover_pair_nic_state(dev);
+    if (!names.self) {
         error_setg(errp, "%s '%s' is not a NIC", nic->role, nic->id);
+        return false;
+    }
+    /*
+     * set_link, info network and the announcements name a NIC by its net
+     * client name: a NIC that shares it cannot be told apart
+     */
+    qemu_foreach_nic(failover_pair_match_name, &names);
+    if (names.other) {
+        error_setg(errp, "%s '%s': another NIC (%s) has the same network "
+                   "name; give each NIC an id of its own", nic->role,
+                   nic->id, qemu_get_queue(names.other)->model);
         return false;
     }
     if (!object_dynamic_cast(OBJECT(dev), TYPE_DRIVER_STATUS_REPORTER)) {
@@ -759,13 +815,14 @@ static char *failover_pair_get_active(Object *obj, Error **errp)
 static FailoverPairMember *failover_pair_member(FailoverPairNic *nic)
 {
     FailoverPairMember *m = g_new0(FailoverPairMember, 1);
-    NetClientState *ncs[MAX_QUEUE_NUM];
+    NICState *state;
     DeviceState *dev;
 
     m->device = g_strdup(nic->id);
     /* A dissolved pair still shows the NIC that is left */
     dev = nic->dev ?: failover_pair_lookup(nic->id);
-    if (!dev || !failover_pair_nic_queues(dev, ncs)) {
+    state = dev ? failover_pair_nic_state(dev) : NULL;
+    if (!state) {
         return m;
     }
     m->qom_path = object_get_canonical_path(OBJECT(dev));
@@ -775,7 +832,7 @@ static FailoverPairMember *failover_pair_member(FailoverPairNic *nic)
             DRIVER_STATUS_REPORTER(dev));
     }
     m->has_link_up = true;
-    m->link_up = !ncs[0]->link_down;
+    m->link_up = !qemu_get_queue(state)->link_down;
     return m;
 }
 
@@ -803,12 +860,13 @@ FailoverPairInfoList *qmp_query_failover_pairs(Error **errp)
 static int failover_pair_pre_save(void *opaque)
 {
     FailoverPairState *s = opaque;
-    NetClientState *ncs[MAX_QUEUE_NUM];
+    NICState *primary = failover_pair_nic_state(s->primary.dev);
+    NICState *fallback = failover_pair_nic_state(s->fallback.dev);
 
-    failover_pair_nic_queues(s->primary.dev, ncs);
-    s->primary.admin_down = ncs[0]->link_down_reasons & NET_LINK_DOWN_ADMIN;
-    failover_pair_nic_queues(s->fallback.dev, ncs);
-    s->fallback.admin_down = ncs[0]->link_down_reasons & NET_LINK_DOWN_ADMIN;
+    s->primary.admin_down = qemu_get_queue(primary)->link_down_reasons &
+                            NET_LINK_DOWN_ADMIN;
+    s->fallback.admin_down = qemu_get_queue(fallback)->link_down_reasons &
+                             NET_LINK_DOWN_ADMIN;
     return 0;
 }
 
@@ -819,17 +877,16 @@ static int failover_pair_pre_save(void *opaque)
  */
 static void failover_pair_restore_link(FailoverPairNic *nic, bool hold)
 {
-    NetClientState *ncs[MAX_QUEUE_NUM];
-    int queues = failover_pair_nic_queues(nic->dev, ncs);
+    NICState *state = failover_pair_nic_state(nic->dev);
     int i;
 
-    for (i = 0; i < queues; i++) {
-        net_client_set_link_reason(ncs[i], NET_LINK_DOWN_ADMIN,
-                                   nic->admin_down);
-        net_client_set_link_reason(ncs[i], NET_LINK_DOWN_HOLD, hold);
-        if (ncs[i]->peer) {
-            net_client_set_link_reason(ncs[i]->peer, NET_LINK_DOWN_HOLD,
-                                       hold);
+    for (i = 0; i < failover_pair_nic_queues(state); i++) {
+        NetClientState *nc = qemu_get_subqueue(state, i);
+
+        net_client_set_link_reason(nc, NET_LINK_DOWN_ADMIN, nic->admin_down);
+        net_client_set_link_reason(nc, NET_LINK_DOWN_HOLD, hold);
+        if (nc->peer) {
+            net_client_set_link_reason(nc->peer, NET_LINK_DOWN_HOLD, hold);
         }
     }
 }

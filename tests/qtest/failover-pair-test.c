@@ -2179,6 +2179,9 @@ static const BadCase bad_cases[] = {
       "fallback 'ser0' is not a NIC" },
     { "fallback-no-status", "primary=nic0,fallback=nic2",
       "fallback 'nic2' (ne2k_pci) does not report guest driver status" },
+    { "name-shared", "primary=nic0,fallback=e1000.0 "
+      "-device rtl8139,id=e1000.0 -device e1000",
+      "fallback 'e1000.0': another NIC (e1000) has the same network name" },
     { "already-paired", "primary=nic0,fallback=nic1 "
       "-device failover-pair,primary=nic3,fallback=nic1",
       "fallback 'nic1' is already in another failover-pair" },
@@ -2239,6 +2242,50 @@ static void test_bad(gconstpointer opaque)
     g_assert_cmpint(status, !=, 0);
     g_test_message("stderr: %s", err);
     g_assert_nonnull(strstr(err, c->error));
+}
+
+/*
+ * Net client names are not unique: an anonymous e1000 plugged later is
+ * "e1000.0", as the pair's fallback is.  The pair holds and lets go of
+ * its own NIC only.
+ */
+static void test_name_shared(void)
+{
+    Config c = {
+        .devices = "-netdev user,id=hs2 "
+                   "-device virtio-net-pci,id=nic0,netdev=hs0,"
+                   "disable-modern=on,addr=3 "
+                   "-device rtl8139,id=e1000.0,netdev=hs1,addr=4 "
+                   "-device failover-pair,id=pair0,primary=nic0,"
+                   "fallback=e1000.0,fallback-delay-ms=500",
+    };
+    ModelNic other = { .model = "e1000" };
+    Guest g;
+
+    guest_start_config(&g, &c);
+    qtest_qmp_assert_success(g.qts, "{ 'execute': 'device_add', "
+                             "'arguments': { 'driver': 'e1000', "
+                             "'netdev': 'hs2', 'addr': '5' } }");
+    model_nic_map(g.bus, &other, 5);
+    g_assert_true(model_link_settled(g.qts, &other));
+
+    fallback_driver(&g, true);
+    qtest_clock_step(g.qts, DELAY_NS);
+    assert_active(g.qts, "fallback");
+    primary_driver(&g, true);
+    assert_active(g.qts, "primary");
+    g_assert_false(fallback_link(&g));
+    g_assert_true(model_link_settled(g.qts, &other));
+    /* A reset takes the link from its net client, which the pair left be */
+    system_reset(&g);
+    qpci_iounmap(other.dev, other.bar);
+    g_free(other.dev);
+    model_nic_map(g.bus, &other, 5);
+    g_assert_true(model_link_settled(g.qts, &other));
+
+    qpci_iounmap(other.dev, other.bar);
+    g_free(other.dev);
+    guest_stop(&g);
 }
 
 /* rtl8139's receiver, as 8139too sets it up: ring, broadcasts accepted */
@@ -3114,6 +3161,7 @@ int main(int argc, char **argv)
     qtest_add_func("/failover-pair/announce/storm", test_announce_storm);
     qtest_add_func("/failover-pair/announce/rounds", test_announce_rounds);
     qtest_add_func("/failover-pair/primary-breaks", test_primary_breaks);
+    qtest_add_func("/failover-pair/name-shared", test_name_shared);
     for (i = 0; i < ARRAY_SIZE(unplug_cases); i++) {
         UnplugCase *c = &unplug_cases[i];
         g_autofree char *path = NULL;
