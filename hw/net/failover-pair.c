@@ -707,6 +707,11 @@ static void failover_pair_realize(DeviceState *dev, Error **errp)
 {
     FailoverPairState *s = FAILOVER_PAIR(dev);
 
+    if (!dev->id) {
+        /* It names the pair's migration state, see the class's get_id */
+        error_setg(errp, "a failover-pair needs an id");
+        return;
+    }
     if (!s->primary.id || !s->fallback.id) {
         error_setg(errp, "property '%s' is required",
                    s->primary.id ? "fallback" : "primary");
@@ -1002,10 +1007,21 @@ static void failover_pair_instance_init(Object *obj)
     failover_pair_clear_times(s);
 }
 
+/*
+ * A bus-less device's migration state is told apart by its order of
+ * creation: two pairs given in another order on the destination would
+ * swap their states.  The pair's id says which is which.
+ */
+static char *failover_pair_vmstate_get_id(VMStateIf *obj)
+{
+    return g_strdup(DEVICE(obj)->id);
+}
+
 static void failover_pair_class_init(ObjectClass *klass, const void *data)
 {
     DeviceClass *dc = DEVICE_CLASS(klass);
     ResettableClass *rc = RESETTABLE_CLASS(klass);
+    VMStateIfClass *vc = VMSTATE_IF_CLASS(klass);
 
     dc->desc = "Links up the best NIC of a pair the guest has a driver for";
     dc->realize = failover_pair_realize;
@@ -1018,6 +1034,7 @@ static void failover_pair_class_init(ObjectClass *klass, const void *data)
     rc->phases.enter = failover_pair_reset_enter;
     rc->phases.hold = failover_pair_reset_hold;
     rc->phases.exit = failover_pair_reset_exit;
+    vc->get_id = failover_pair_vmstate_get_id;
     object_class_property_add_str(klass, "active", failover_pair_get_active,
                                   NULL);
     object_class_property_set_description(klass, "active",

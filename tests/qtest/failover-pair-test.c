@@ -1644,6 +1644,52 @@ static const char *pair_member_status(QTestState *qts, const char *member)
     return status;
 }
 
+#define TWO_PAIRS_NICS "-netdev user,id=hs2 -netdev user,id=hs3 " \
+    KV_NIC0 KV_NIC1 "-device virtio-net-pci,id=nic2,netdev=hs2," \
+    "disable-modern=on,addr=5 -device rtl8139,id=nic3,netdev=hs3,addr=6 "
+#define KV_PAIR1 "-device failover-pair,id=pair1,primary=nic2,fallback=nic3 "
+
+static char *pair_active_of(QTestState *qts, const char *id)
+{
+    QDict *rsp = qtest_qmp(qts, "{ 'execute': 'qom-get', 'arguments': {"
+                           " 'path': %s, 'property': 'active' } }", id);
+    char *active = g_strdup(qdict_get_try_str(rsp, "return"));
+
+    g_assert_nonnull(active);
+    qobject_unref(rsp);
+    return active;
+}
+
+/*
+ * Two pairs, given in the other order on the destination: each takes
+ * its own state, found by its id.  pair0's primary runs with the link
+ * the user set down, pair1 has no driver.
+ */
+static void test_migrate_two_pairs(void)
+{
+    Config from = { .devices = TWO_PAIRS_NICS KV_PAIR KV_PAIR1 };
+    Config to = { .devices = TWO_PAIRS_NICS KV_PAIR1 KV_PAIR };
+    g_autofree char *active0 = NULL;
+    g_autofree char *active1 = NULL;
+    Guest src, dst;
+
+    guest_start_config(&src, &from);
+    set_link(&src, "nic0", false);
+    primary_driver(&src, true);
+    g_assert_false(primary_link(&src));
+    migrate(&src, &dst, &to);
+    guest_stop(&src);
+
+    active0 = pair_active_of(dst.qts, "/machine/peripheral/pair0");
+    active1 = pair_active_of(dst.qts, "/machine/peripheral/pair1");
+    g_assert_cmpstr(active0, ==, "primary");
+    g_assert_cmpstr(active1, ==, "none");
+    g_assert_false(primary_link(&dst));
+    set_link(&dst, "nic0", true);
+    g_assert_true(primary_link(&dst));
+    guest_stop(&dst);
+}
+
 /*
  * A guest whose network configuration names only the fallback's
  * interface, as an image made on a VM with that NIC: virtio_net binds
@@ -2167,37 +2213,39 @@ typedef struct BadCase {
 } BadCase;
 
 static const BadCase bad_cases[] = {
-    { "no-primary", "fallback=nic1", "'primary' is required" },
-    { "no-fallback", "primary=nic0", "'fallback' is required" },
-    { "unknown-primary", "primary=nope,fallback=nic1",
+    { "no-id", "primary=nic0,fallback=nic1", "a failover-pair needs an id" },
+    { "no-primary", "id=pair0,fallback=nic1", "'primary' is required" },
+    { "no-fallback", "id=pair0,primary=nic0", "'fallback' is required" },
+    { "unknown-primary", "id=pair0,primary=nope,fallback=nic1",
       "primary 'nope' not found" },
-    { "unknown-fallback", "primary=nic0,fallback=nope",
+    { "unknown-fallback", "id=pair0,primary=nic0,fallback=nope",
       "fallback 'nope' not found" },
-    { "same", "primary=nic0,fallback=nic0",
+    { "same", "id=pair0,primary=nic0,fallback=nic0",
       "primary and fallback are both 'nic0'" },
-    { "not-a-nic", "primary=nic0,fallback=ser0",
+    { "not-a-nic", "id=pair0,primary=nic0,fallback=ser0",
       "fallback 'ser0' is not a NIC" },
-    { "fallback-no-status", "primary=nic0,fallback=nic2",
+    { "fallback-no-status", "id=pair0,primary=nic0,fallback=nic2",
       "fallback 'nic2' (ne2k_pci) does not report guest driver status" },
-    { "name-shared", "primary=nic0,fallback=e1000.0 "
+    { "name-shared", "id=pair0,primary=nic0,fallback=e1000.0 "
       "-device rtl8139,id=e1000.0 -device e1000",
       "fallback 'e1000.0': another NIC (e1000) has the same network name" },
-    { "already-paired", "primary=nic0,fallback=nic1 "
-      "-device failover-pair,primary=nic3,fallback=nic1",
+    { "already-paired", "id=pair0,primary=nic0,fallback=nic1 "
+      "-device failover-pair,id=pair1,primary=nic3,fallback=nic1",
       "fallback 'nic1' is already in another failover-pair" },
-    { "delay-range", "primary=nic0,fallback=nic1,fallback-delay-ms=60001",
+    { "delay-range",
+      "id=pair0,primary=nic0,fallback=nic1,fallback-delay-ms=60001",
       "fallback-delay-ms 60001 out of range (0 to 60000)" },
     { "announce-initial-range",
-      "primary=nic0,fallback=nic1,announce-initial-ms=100001",
+      "id=pair0,primary=nic0,fallback=nic1,announce-initial-ms=100001",
       "announce-initial-ms 100001 out of range (0 to 100000)" },
     { "announce-max-range",
-      "primary=nic0,fallback=nic1,announce-max-ms=100001",
+      "id=pair0,primary=nic0,fallback=nic1,announce-max-ms=100001",
       "announce-max-ms 100001 out of range (0 to 100000)" },
     { "announce-rounds-range",
-      "primary=nic0,fallback=nic1,announce-rounds=0",
+      "id=pair0,primary=nic0,fallback=nic1,announce-rounds=0",
       "announce-rounds 0 out of range (1 to 1000)" },
     { "announce-step-range",
-      "primary=nic0,fallback=nic1,announce-step-ms=10001",
+      "id=pair0,primary=nic0,fallback=nic1,announce-step-ms=10001",
       "announce-step-ms 10001 out of range (1 to 10000)" },
 };
 
@@ -3162,6 +3210,7 @@ int main(int argc, char **argv)
     qtest_add_func("/failover-pair/announce/rounds", test_announce_rounds);
     qtest_add_func("/failover-pair/primary-breaks", test_primary_breaks);
     qtest_add_func("/failover-pair/name-shared", test_name_shared);
+    qtest_add_func("/failover-pair/migrate-two-pairs", test_migrate_two_pairs);
     for (i = 0; i < ARRAY_SIZE(unplug_cases); i++) {
         UnplugCase *c = &unplug_cases[i];
         g_autofree char *path = NULL;
