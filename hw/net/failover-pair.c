@@ -46,13 +46,20 @@
  * came (QEMU creates the JSON ones after the others), and an id that
  * names no NIC then stops QEMU.  The NICs stay hot-unpluggable.  When
  * one leaves, the pair dissolves: it lets go of the other, whose link
- * then follows set_link alone, and it has no migration state.  The
+ * then follows set_link alone, and it sends no migration state.  The
  * destination of an incoming migration is started either without the
  * pair, or with it and without the NIC that left (as libvirt restores a
  * saved domain): a pair whose NIC is missing on an incoming migration
  * starts dissolved, as the source's was.  When NICs with both ids exist
  * again (a NIC plugged in to replace the one that left), the pair forms
  * again.
+ *
+ * Migration only restores: the pair's section comes while it is formed,
+ * and the pair decides again when the VM starts to run, once every
+ * device is loaded.  A formed pair that got no section (the source had
+ * no pair, or had dissolved its own) first lets go of the holds the
+ * source did not have, without telling the NICs, whose registers came
+ * from the source: then the pair's decision reaches them as any other.
  */
 
 #include "qemu/osdep.h"
@@ -143,6 +150,14 @@ struct FailoverPairState {
     uint32_t active;
     /* Between reset phases enter and exit: NICs are half reset */
     bool resetting;
+    /*
+     * The devices' state was loaded (incoming migration, loadvm), and
+     * whether the pair's section came with it; the pair decides when
+     * the VM runs
+     */
+    bool loading;
+    bool loaded;
+    VMChangeStateEntry *vm_state;
 
     QTAILQ_ENTRY(FailoverPairState) next;
 };
@@ -649,6 +664,44 @@ static void failover_pair_form_again(void *opaque)
     }
 }
 
+/* Let go of @nic's hold without telling the NIC, and of its backend's */
+static void failover_pair_release_quietly(FailoverPairNic *nic)
+{
+    NICState *state = failover_pair_nic_state(nic->dev);
+    int i;
+
+    for (i = 0; i < failover_pair_nic_queues(state); i++) {
+        NetClientState *nc = qemu_get_subqueue(state, i);
+
+        net_client_set_link_reason(nc, NET_LINK_DOWN_HOLD, false);
+        if (nc->peer) {
+            net_client_set_link_reason(nc->peer, NET_LINK_DOWN_HOLD, false);
+        }
+    }
+}
+
+static void failover_pair_vm_state_change(void *opaque, bool running,
+                                          RunState state)
+{
+    FailoverPairState *s = opaque;
+
+    if (!running) {
+        s->loading |= state == RUN_STATE_RESTORE_VM;
+        return;
+    }
+    if (s->loading && !s->loaded && failover_pair_formed(s)) {
+        trace_failover_pair_reconcile(failover_pair_id(s));
+        failover_pair_release_quietly(&s->primary);
+        failover_pair_release_quietly(&s->fallback);
+        s->active = FAILOVER_PAIR_ACTIVE_NONE;
+        failover_pair_clear_times(s);
+    }
+    s->loading = s->loaded = false;
+    if (failover_pair_formed(s)) {
+        failover_pair_update(s);
+    }
+}
+
 /*
  * Every -device option is realized now.  On an incoming migration, a
  * NIC that is not there was unplugged on the source, whose pair was
@@ -659,6 +712,7 @@ static void failover_pair_start(FailoverPairState *s)
     FailoverPairNic *missing = NULL;
     Error *err = NULL;
 
+    s->loading = runstate_check(RUN_STATE_INMIGRATE);
     if (!failover_pair_lookup(s->primary.id)) {
         missing = &s->primary;
     } else if (!failover_pair_lookup(s->fallback.id)) {
@@ -754,12 +808,16 @@ static void failover_pair_realize(DeviceState *dev, Error **errp)
     device_listener_register(&s->device_listener);
     /* Bus-less devices are reset by no one else (docs/devel/reset.rst) */
     qemu_register_resettable(OBJECT(s));
+    /* After every device's own handler: the NICs run when the pair acts */
+    s->vm_state = qemu_add_vm_change_state_handler_prio(
+        failover_pair_vm_state_change, s, INT_MAX);
 }
 
 static void failover_pair_unrealize(DeviceState *dev)
 {
     FailoverPairState *s = FAILOVER_PAIR(dev);
 
+    qemu_del_vm_change_state_handler(s->vm_state);
     qemu_unregister_resettable(OBJECT(s));
     device_listener_unregister(&s->device_listener);
     driver_status_remove_listener(&s->driver_status_listener);
@@ -865,9 +923,12 @@ FailoverPairInfoList *qmp_query_failover_pairs(Error **errp)
 static int failover_pair_pre_save(void *opaque)
 {
     FailoverPairState *s = opaque;
-    NICState *primary = failover_pair_nic_state(s->primary.dev);
-    NICState *fallback = failover_pair_nic_state(s->fallback.dev);
+    NICState *primary, *fallback;
 
+    /* Only a formed pair sends its state (failover_pair_vmstate_needed) */
+    assert(failover_pair_formed(s));
+    primary = failover_pair_nic_state(s->primary.dev);
+    fallback = failover_pair_nic_state(s->fallback.dev);
     s->primary.admin_down = qemu_get_queue(primary)->link_down_reasons &
                             NET_LINK_DOWN_ADMIN;
     s->fallback.admin_down = qemu_get_queue(fallback)->link_down_reasons &
@@ -908,7 +969,8 @@ static bool failover_pair_time_valid(int64_t ns)
 
 /*
  * Loaded after the NICs (MIG_PRI_LOW), whose driver status and link
- * registers are in place by now.
+ * registers are in place by now.  Restores only: links without telling
+ * the NICs, no event, no announcement.
  */
 static bool failover_pair_post_load(void *opaque, int version_id,
                                     Error **errp)
@@ -938,22 +1000,20 @@ static bool failover_pair_post_load(void *opaque, int version_id,
                                s->active != FAILOVER_PAIR_ACTIVE_PRIMARY);
     failover_pair_restore_link(&s->fallback,
                                s->active != FAILOVER_PAIR_ACTIVE_FALLBACK);
-    /* Whatever the source decided, the drivers here are what counts */
-    failover_pair_update(s);
+    /*
+     * The delay the source had armed goes on from when the VM runs:
+     * whatever the source decided, the drivers here are what counts
+     * (failover_pair_vm_state_change())
+     */
+    timer_del(s->fallback_timer);
+    s->loaded = true;
     return true;
 
 fail:
-    /*
-     * Drop what was loaded, a pending delay above all: the pair decides
-     * from its drivers again, or, dissolved, holds nothing
-     */
+    /* Drop what was loaded: the VM does not run on a failed load */
     timer_del(s->fallback_timer);
     s->active = FAILOVER_PAIR_ACTIVE_NONE;
     failover_pair_clear_times(s);
-    if (failover_pair_formed(s)) {
-        failover_pair_apply(s);
-        failover_pair_update(s);
-    }
     return false;
 }
 

@@ -291,6 +291,8 @@ typedef struct Config {
     bool no_fallback;
     /* Without the failover-pair */
     bool no_pair;
+    /* A destination that stays paused after migration (-S) */
+    bool paused;
     /* The NICs' -netdev; default: user networking */
     const char *primary_netdev;
     const char *fallback_netdev;
@@ -328,6 +330,9 @@ static char *cmdline(const Config *c)
                                "fallback-delay-ms=%d%s%s ", DELAY_MS,
                                c->pair_props ? "," : "",
                                c->pair_props ?: "");
+    }
+    if (c->paused) {
+        g_string_append(s, "-S ");
     }
     g_string_append(s, c->extra ?: "");
     return g_string_free(s, false);
@@ -1347,7 +1352,37 @@ static QPCIBar migrated_bar(QPCIDevice *dev, int index)
     return bar;
 }
 
-static void migrate(Guest *src, Guest *dst, const Config *to)
+/* The status of the migration on @qts once it is over; its error in @error */
+static char *migration_end(QTestState *qts, char **error)
+{
+    QDict *rsp;
+    char *status;
+
+    for (;;) {
+        rsp = qtest_qmp_assert_success_ref(qts,
+                                           "{ 'execute': 'query-migrate' }");
+        status = g_strdup(qdict_get_try_str(rsp, "status"));
+        if (status &&
+            (!strcmp(status, "completed") || !strcmp(status, "failed"))) {
+            break;
+        }
+        g_free(status);
+        qobject_unref(rsp);
+        g_usleep(1000);
+    }
+    if (error) {
+        *error = g_strdup(qdict_get_try_str(rsp, "error-desc"));
+    }
+    qobject_unref(rsp);
+    return status;
+}
+
+/*
+ * Migrate @src to a new @dst started as @to says; the migration fails
+ * with an error that contains @error, or completes if @error is NULL.
+ */
+static void migrate_expect(Guest *src, Guest *dst, const Config *to,
+                           const char *error)
 {
     g_autofree char *tmpdir = g_dir_make_tmp("failover-pair-XXXXXX", NULL);
     g_autofree char *uri = g_strdup_printf("unix:%s/migsock", tmpdir);
@@ -1356,37 +1391,45 @@ static void migrate(Guest *src, Guest *dst, const Config *to)
     g_autofree char *extra = g_strdup_printf("-incoming defer %s",
                                              to->extra ?: "");
     g_autofree char *status = NULL;
-    QDict *rsp;
+    g_autofree char *desc = NULL;
 
     c.extra = extra;
     guest_start_config(dst, &c);
     qtest_qmp_assert_success(dst->qts, "{ 'execute': 'migrate-incoming',"
-                             "  'arguments': { 'uri': %s } }", uri);
+                             "  'arguments': { 'uri': %s,"
+                             "                 'exit-on-error': false } }",
+                             uri);
     qtest_qmp_assert_success(src->qts, "{ 'execute': 'migrate',"
                              "  'arguments': { 'uri': %s } }", uri);
-    qtest_qmp_eventwait(dst->qts, "RESUME");
-    /* The destination may run before the source has seen the end */
-    for (;;) {
-        rsp = qtest_qmp_assert_success_ref(src->qts,
-                                           "{ 'execute': 'query-migrate' }");
-        status = g_strdup(qdict_get_str(rsp, "status"));
-        qobject_unref(rsp);
-        if (!strcmp(status, "completed") || !strcmp(status, "failed")) {
-            break;
+    status = migration_end(dst->qts, &desc);
+    if (error) {
+        g_test_message("error-desc: %s", desc);
+        g_assert_cmpstr(status, ==, "failed");
+        g_assert_nonnull(strstr(desc ?: "", error));
+    } else {
+        g_assert_cmpstr(status, ==, "completed");
+        if (!to->paused) {
+            qtest_qmp_eventwait(dst->qts, "RESUME");
         }
+        /* The destination may run before the source has seen the end */
         g_free(status);
-        g_usleep(1000);
-    }
-    g_assert_cmpstr(status, ==, "completed");
-    if (dst->primary) {
-        dst->primary_bar = migrated_bar(dst->primary, 0);
-    }
-    if (dst->fallback) {
-        dst->fallback_bar = migrated_bar(dst->fallback,
-                                         model_bar(dst->fallback_model));
+        status = migration_end(src->qts, NULL);
+        g_assert_cmpstr(status, ==, "completed");
+        if (dst->primary) {
+            dst->primary_bar = migrated_bar(dst->primary, 0);
+        }
+        if (dst->fallback) {
+            dst->fallback_bar = migrated_bar(dst->fallback,
+                                             model_bar(dst->fallback_model));
+        }
     }
     unlink(sock);
     rmdir(tmpdir);
+}
+
+static void migrate(Guest *src, Guest *dst, const Config *to)
+{
+    migrate_expect(src, dst, to, NULL);
 }
 
 /*
@@ -1749,48 +1792,22 @@ static void test_virtio_bound(void)
 static void test_restore_missing(gconstpointer opaque)
 {
     bool primary = GPOINTER_TO_INT(opaque);
-    g_autofree char *tmpdir = g_dir_make_tmp("failover-pair-XXXXXX", NULL);
-    g_autofree char *uri = g_strdup_printf("unix:%s/migsock", tmpdir);
-    g_autofree char *sock = g_strdup_printf("%s/migsock", tmpdir);
     Config to = {
         .devices = primary ?
             "-device virtio-net-pci,id=other,netdev=hs0,disable-modern=on,"
             "addr=3 " KV_NIC1 KV_PAIR :
             KV_NIC0 "-device rtl8139,id=other,netdev=hs1,addr=4 " KV_PAIR,
-        .extra = "-incoming defer",
     };
     Guest src, dst;
-    QDict *rsp, *pair;
-    const char *status;
+    QDict *pair;
 
     /* The fallback waits for the primary: a delay is pending */
     guest_start(&src, NULL, "");
     fallback_driver(&src, true);
     qtest_clock_step(src.qts, DELAY_NS / 2);
-    guest_start_config(&dst, &to);
-    qtest_qmp_assert_success(dst.qts, "{ 'execute': 'migrate-incoming',"
-                             "  'arguments': { 'uri': %s,"
-                             "                 'exit-on-error': false } }",
-                             uri);
-    qtest_qmp_assert_success(src.qts, "{ 'execute': 'migrate',"
-                             "  'arguments': { 'uri': %s } }", uri);
-    for (;;) {
-        rsp = qtest_qmp_assert_success_ref(dst.qts,
-                                           "{ 'execute': 'query-migrate' }");
-        status = qdict_get_try_str(rsp, "status");
-        if (status && !strcmp(status, "failed")) {
-            break;
-        }
-        g_assert_true(!status || strcmp(status, "completed"));
-        qobject_unref(rsp);
-        g_usleep(1000);
-    }
-    g_test_message("error-desc: %s", qdict_get_str(rsp, "error-desc"));
-    g_assert_nonnull(strstr(qdict_get_str(rsp, "error-desc"),
-                            "failover-pair 'pair0': the source's pair has "
-                            "both NICs, 'nic0' and 'nic1', and this one has "
-                            "not"));
-    qobject_unref(rsp);
+    migrate_expect(&src, &dst, &to,
+                   "failover-pair 'pair0': the source's pair has both NICs, "
+                   "'nic0' and 'nic1', and this one has not");
 
     /* Nor does the delay that came with it go on */
     qtest_clock_step(dst.qts, DELAY_NS);
@@ -1800,8 +1817,115 @@ static void test_restore_missing(gconstpointer opaque)
     qobject_unref(pair);
     guest_stop(&dst);
     guest_stop(&src);
-    unlink(sock);
-    rmdir(tmpdir);
+}
+
+/* A formed pair's state has nowhere to go on a QEMU without the pair */
+static void test_migrate_to_no_pair(void)
+{
+    Config to = { .no_pair = true };
+    Guest src, dst;
+
+    guest_start(&src, NULL, "");
+    primary_driver(&src, true);
+    migrate_expect(&src, &dst, &to, "pair0/failover-pair");
+    guest_stop(&dst);
+    guest_stop(&src);
+}
+
+/* The drivers a source without a pair had up */
+typedef struct NoPairCase {
+    const char *name;
+    bool primary;
+    bool fallback;
+    /* The destination stays paused (-S) until cont */
+    bool paused;
+} NoPairCase;
+
+static const NoPairCase no_pair_cases[] = {
+    { "none", false, false },
+    { "fallback", false, true },
+    { "primary", true, false },
+    { "both", true, true },
+    { "both-paused", true, true, true },
+};
+
+/*
+ * The source had no pair, so no section comes: the NICs' registers say
+ * their links are up.  The destination's pair gives them back to the
+ * NICs without telling them, then decides, once the VM runs, from the
+ * drivers that came: the guest sees one link at most, and its registers
+ * say which.
+ */
+static void test_migrate_from_no_pair(gconstpointer opaque)
+{
+    const NoPairCase *c = opaque;
+    Config from = { .no_pair = true };
+    Config to = { .paused = c->paused };
+    Guest src, dst;
+    QDict *ev;
+
+    guest_start_config(&src, &from);
+    primary_driver(&src, c->primary);
+    fallback_driver(&src, c->fallback);
+    g_assert_true(primary_link(&src));
+    g_assert_true(fallback_link(&src));
+    migrate(&src, &dst, &to);
+    guest_stop(&src);
+
+    if (c->paused) {
+        /* Nothing is decided while the VM does not run */
+        assert_active(dst.qts, "none");
+        g_assert_null(qtest_qmp_event_ref(dst.qts, "FAILOVER_PAIR_CHANGED"));
+        qtest_qmp_assert_success(dst.qts, "{ 'execute': 'cont' }");
+        /* cont decides, and its event comes before its answer */
+        ev = qtest_qmp_event_ref(dst.qts, "FAILOVER_PAIR_CHANGED");
+        g_assert_nonnull(ev);
+        g_assert_cmpstr(qdict_get_str(qdict_get_qdict(ev, "data"), "active"),
+                        ==, "primary");
+        qobject_unref(ev);
+    }
+    if (c->primary) {
+        assert_active(dst.qts, "primary");
+        g_assert_true(primary_link(&dst));
+        g_assert_false(fallback_link(&dst));
+    } else if (c->fallback) {
+        assert_active(dst.qts, "none");
+        g_assert_false(fallback_link(&dst));
+        qtest_clock_step(dst.qts, DELAY_NS);
+        assert_active(dst.qts, "fallback");
+        g_assert_false(primary_link(&dst));
+        g_assert_true(fallback_link(&dst));
+    } else {
+        assert_active(dst.qts, "none");
+        g_assert_false(primary_link(&dst));
+        g_assert_false(fallback_link(&dst));
+    }
+    guest_stop(&dst);
+}
+
+/*
+ * The source's pair dissolved when its fallback was unplugged; the
+ * destination has both NICs, so its pair is formed and gets no section:
+ * it decides from the drivers, as if the NIC had been plugged again.
+ */
+static void test_migrate_dissolved_to_formed(void)
+{
+    Config to = { };
+    Guest src, dst;
+
+    guest_start(&src, NULL, "");
+    primary_driver(&src, true);
+    unplug(&src, false);
+    g_assert_true(primary_link(&src));
+    migrate(&src, &dst, &to);
+    guest_stop(&src);
+
+    assert_active(dst.qts, "primary");
+    g_assert_true(primary_link(&dst));
+    g_assert_false(fallback_link(&dst));
+    primary_driver(&dst, false);
+    g_assert_false(primary_link(&dst));
+    guest_stop(&dst);
 }
 
 /*
@@ -3211,6 +3335,17 @@ int main(int argc, char **argv)
     qtest_add_func("/failover-pair/primary-breaks", test_primary_breaks);
     qtest_add_func("/failover-pair/name-shared", test_name_shared);
     qtest_add_func("/failover-pair/migrate-two-pairs", test_migrate_two_pairs);
+    qtest_add_func("/failover-pair/migrate-to-no-pair",
+                   test_migrate_to_no_pair);
+    qtest_add_func("/failover-pair/migrate-dissolved-to-formed",
+                   test_migrate_dissolved_to_formed);
+    for (i = 0; i < ARRAY_SIZE(no_pair_cases); i++) {
+        g_autofree char *path = g_strdup_printf(
+            "/failover-pair/migrate-from-no-pair/%s", no_pair_cases[i].name);
+
+        qtest_add_data_func(path, &no_pair_cases[i],
+                            test_migrate_from_no_pair);
+    }
     for (i = 0; i < ARRAY_SIZE(unplug_cases); i++) {
         UnplugCase *c = &unplug_cases[i];
         g_autofree char *path = NULL;
