@@ -842,6 +842,14 @@ static void failover_pair_reset_enter(Object *obj, ResetType type)
 {
     FailoverPairState *s = FAILOVER_PAIR(obj);
 
+    /*
+     * A guest that wakes up from suspend to RAM goes on where it was:
+     * its drivers bring their NICs up again, and the pair decides from
+     * them as usual, without a new boot's delays and announcements
+     */
+    if (type == RESET_TYPE_WAKEUP) {
+        return;
+    }
     s->resetting = true;
     timer_del(s->fallback_timer);
     failover_pair_clear_times(s);
@@ -853,7 +861,7 @@ static void failover_pair_reset_hold(Object *obj, ResetType type)
 {
     FailoverPairState *s = FAILOVER_PAIR(obj);
 
-    if (failover_pair_formed(s)) {
+    if (type != RESET_TYPE_WAKEUP && failover_pair_formed(s)) {
         failover_pair_set_active(s, FAILOVER_PAIR_ACTIVE_NONE);
     }
 }
@@ -862,6 +870,9 @@ static void failover_pair_reset_exit(Object *obj, ResetType type)
 {
     FailoverPairState *s = FAILOVER_PAIR(obj);
 
+    if (type == RESET_TYPE_WAKEUP) {
+        return;
+    }
     s->resetting = false;
     if (failover_pair_formed(s)) {
         failover_pair_update(s);

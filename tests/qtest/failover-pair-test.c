@@ -2460,6 +2460,97 @@ static void test_name_shared(void)
     guest_stop(&g);
 }
 
+/* What the pair says, once the changes a reset held back are out */
+static void assert_active_soon(QTestState *qts, const char *want)
+{
+    int i;
+
+    for (i = 0; i < 100; i++) {
+        g_autofree char *active = pair_active(qts);
+
+        if (!strcmp(active, want)) {
+            return;
+        }
+        g_usleep(1000);
+    }
+    assert_active(qts, want);
+}
+
+/*
+ * A function level reset of the NIC that has the link: the pair holds
+ * it once the reset is over, and the driver that brings it up again
+ * right away has it back at once.
+ */
+static void test_nic_flr(void)
+{
+    Config c = { .machine = "q35", .fallback = "igb" };
+    uint8_t cap;
+    Guest g;
+
+    guest_start_config(&g, &c);
+    fallback_driver(&g, true);
+    qtest_clock_step(g.qts, DELAY_NS);
+    assert_active(g.qts, "fallback");
+    g_assert_true(fallback_link_settled(&g));
+
+    cap = qpci_find_capability(g.fallback, PCI_CAP_ID_EXP, 0);
+    g_assert_cmpint(cap, !=, 0);
+    qpci_config_writew(g.fallback, cap + PCI_EXP_DEVCTL,
+                       PCI_EXP_DEVCTL_BCR_FLR);
+    assert_active_soon(g.qts, "none");
+    /* The reset cleared the command register and the BARs */
+    guest_map(&g);
+    g_assert_false(fallback_link(&g));
+    g_assert_false(primary_link(&g));
+
+    fallback_driver(&g, true);
+    assert_active(g.qts, "fallback");
+    g_assert_true(fallback_link_settled(&g));
+    guest_stop(&g);
+}
+
+/* PIIX4 PM: where firmware puts its I/O ports, and how it enables them */
+#define PIIX4_PM_DEVFN QPCI_DEVFN(1, 3)
+#define PIIX4_PM_BASE 0xb000
+#define PIIX4_PMBA 0x40
+#define PIIX4_PMREGMISC 0x80
+#define ACPI_PM1_CNT 4
+#define ACPI_PM1_CNT_SLP_S3 ((1 << 13) | (1 << 10))
+
+/*
+ * A guest that suspends to RAM and wakes up: its NICs are reset, and
+ * their drivers bring them up again.  The pair is not: it keeps when
+ * the drivers came, so the fallback's driver has its link back at
+ * once, without a new delay.
+ */
+static void test_wakeup(void)
+{
+    QPCIDevice *pm;
+    Guest g;
+
+    guest_start(&g, NULL, "");
+    fallback_driver(&g, true);
+    qtest_clock_step(g.qts, DELAY_NS);
+    assert_active(g.qts, "fallback");
+
+    pm = qpci_device_find(g.bus, PIIX4_PM_DEVFN);
+    g_assert_nonnull(pm);
+    qpci_config_writel(pm, PIIX4_PMBA, PIIX4_PM_BASE | 1);
+    qpci_config_writeb(pm, PIIX4_PMREGMISC, 1);
+    qtest_outw(g.qts, PIIX4_PM_BASE + ACPI_PM1_CNT, ACPI_PM1_CNT_SLP_S3);
+    qtest_qmp_eventwait(g.qts, "SUSPEND");
+    qtest_qmp_assert_success(g.qts, "{ 'execute': 'system_wakeup' }");
+    qtest_qmp_eventwait(g.qts, "WAKEUP");
+    assert_active_soon(g.qts, "none");
+
+    guest_map(&g);
+    fallback_driver(&g, true);
+    assert_active(g.qts, "fallback");
+    g_assert_true(fallback_link(&g));
+    g_free(pm);
+    guest_stop(&g);
+}
+
 /* rtl8139's receiver, as 8139too sets it up: ring, broadcasts accepted */
 #define RTL_RX_BUF_START 0x30
 #define RTL_RX_CONFIG 0x44
@@ -3334,6 +3425,8 @@ int main(int argc, char **argv)
     qtest_add_func("/failover-pair/announce/rounds", test_announce_rounds);
     qtest_add_func("/failover-pair/primary-breaks", test_primary_breaks);
     qtest_add_func("/failover-pair/name-shared", test_name_shared);
+    qtest_add_func("/failover-pair/reset/flr", test_nic_flr);
+    qtest_add_func("/failover-pair/reset/wakeup", test_wakeup);
     qtest_add_func("/failover-pair/migrate-two-pairs", test_migrate_two_pairs);
     qtest_add_func("/failover-pair/migrate-to-no-pair",
                    test_migrate_to_no_pair);
