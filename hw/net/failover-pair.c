@@ -539,6 +539,17 @@ static bool failover_pair_find_nic(FailoverPairNic *nic, Error **errp)
                    nic->role, nic->id);
         return false;
     }
+    /*
+     * virtio-net's failover=on hides its partner and lets the guest's
+     * net_failover driver bond the two: the two failovers would fight
+     * over the same link
+     */
+    if (object_property_find(OBJECT(dev), "failover") &&
+        object_property_get_bool(OBJECT(dev), "failover", &error_abort)) {
+        error_setg(errp, "%s '%s' has failover=on, which a failover-pair "
+                   "cannot combine with", nic->role, nic->id);
+        return false;
+    }
     nic->dev = dev;
     return true;
 }

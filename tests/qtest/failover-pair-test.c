@@ -2353,6 +2353,10 @@ static const BadCase bad_cases[] = {
     { "name-shared", "id=pair0,primary=nic0,fallback=e1000.0 "
       "-device rtl8139,id=e1000.0 -device e1000",
       "fallback 'e1000.0': another NIC (e1000) has the same network name" },
+    { "virtio-failover", "id=pair0,primary=nic4,fallback=nic1 "
+      "-device virtio-net-pci,id=nic4,failover=on",
+      "primary 'nic4' has failover=on, which a failover-pair cannot "
+      "combine with" },
     { "already-paired", "id=pair0,primary=nic0,fallback=nic1 "
       "-device failover-pair,id=pair1,primary=nic3,fallback=nic1",
       "fallback 'nic1' is already in another failover-pair" },
