@@ -246,7 +246,7 @@ static bool failover_pair_nic_held(FailoverPairNic *nic)
 {
     NICState *state = failover_pair_nic_state(nic->dev);
 
-    return qemu_get_queue(state)->link_down_reasons & NET_LINK_DOWN_HOLD;
+    return qemu_get_queue(state)->link_down & NET_LINK_DOWN_HOLD;
 }
 
 /*
@@ -951,9 +951,9 @@ static int failover_pair_pre_save(void *opaque)
     assert(failover_pair_formed(s));
     primary = failover_pair_nic_state(s->primary.dev);
     fallback = failover_pair_nic_state(s->fallback.dev);
-    s->primary.admin_down = qemu_get_queue(primary)->link_down_reasons &
+    s->primary.admin_down = qemu_get_queue(primary)->link_down &
                             NET_LINK_DOWN_ADMIN;
-    s->fallback.admin_down = qemu_get_queue(fallback)->link_down_reasons &
+    s->fallback.admin_down = qemu_get_queue(fallback)->link_down &
                              NET_LINK_DOWN_ADMIN;
     return 0;
 }
