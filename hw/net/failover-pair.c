@@ -675,8 +675,11 @@ static void failover_pair_form_again(void *opaque)
     }
 }
 
-/* Let go of @nic's hold without telling the NIC, and of its backend's */
-static void failover_pair_release_quietly(FailoverPairNic *nic)
+/*
+ * Hold @nic's link down, on the NIC and its backend, or let go of it,
+ * without telling the NIC: its registers came from the source
+ */
+static void failover_pair_hold_quietly(FailoverPairNic *nic, bool hold)
 {
     NICState *state = failover_pair_nic_state(nic->dev);
     int i;
@@ -684,9 +687,9 @@ static void failover_pair_release_quietly(FailoverPairNic *nic)
     for (i = 0; i < failover_pair_nic_queues(state); i++) {
         NetClientState *nc = qemu_get_subqueue(state, i);
 
-        net_client_set_link_reason(nc, NET_LINK_DOWN_HOLD, false);
+        net_client_set_link_reason(nc, NET_LINK_DOWN_HOLD, hold);
         if (nc->peer) {
-            net_client_set_link_reason(nc->peer, NET_LINK_DOWN_HOLD, false);
+            net_client_set_link_reason(nc->peer, NET_LINK_DOWN_HOLD, hold);
         }
     }
 }
@@ -702,8 +705,8 @@ static void failover_pair_vm_state_change(void *opaque, bool running,
     }
     if (s->loading && !s->loaded && failover_pair_formed(s)) {
         trace_failover_pair_reconcile(failover_pair_id(s));
-        failover_pair_release_quietly(&s->primary);
-        failover_pair_release_quietly(&s->fallback);
+        failover_pair_hold_quietly(&s->primary, false);
+        failover_pair_hold_quietly(&s->fallback, false);
         s->active = FAILOVER_PAIR_ACTIVE_NONE;
         failover_pair_clear_times(s);
     }
@@ -969,14 +972,10 @@ static void failover_pair_restore_link(FailoverPairNic *nic, bool hold)
     int i;
 
     for (i = 0; i < failover_pair_nic_queues(state); i++) {
-        NetClientState *nc = qemu_get_subqueue(state, i);
-
-        net_client_set_link_reason(nc, NET_LINK_DOWN_ADMIN, nic->admin_down);
-        net_client_set_link_reason(nc, NET_LINK_DOWN_HOLD, hold);
-        if (nc->peer) {
-            net_client_set_link_reason(nc->peer, NET_LINK_DOWN_HOLD, hold);
-        }
+        net_client_set_link_reason(qemu_get_subqueue(state, i),
+                                   NET_LINK_DOWN_ADMIN, nic->admin_down);
     }
+    failover_pair_hold_quietly(nic, hold);
 }
 
 /*
