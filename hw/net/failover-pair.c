@@ -246,7 +246,7 @@ static bool failover_pair_nic_held(FailoverPairNic *nic)
 {
     NICState *state = failover_pair_nic_state(nic->dev);
 
-    return qemu_get_queue(state)->link_down & NET_LINK_DOWN_HOLD;
+    return net_client_link_reason(qemu_get_queue(state), NET_LINK_DOWN_HOLD);
 }
 
 /*
@@ -954,10 +954,10 @@ static int failover_pair_pre_save(void *opaque)
     assert(failover_pair_formed(s));
     primary = failover_pair_nic_state(s->primary.dev);
     fallback = failover_pair_nic_state(s->fallback.dev);
-    s->primary.admin_down = qemu_get_queue(primary)->link_down &
-                            NET_LINK_DOWN_ADMIN;
-    s->fallback.admin_down = qemu_get_queue(fallback)->link_down &
-                             NET_LINK_DOWN_ADMIN;
+    s->primary.admin_down = net_client_link_reason(qemu_get_queue(primary),
+                                                   NET_LINK_DOWN_ADMIN);
+    s->fallback.admin_down = net_client_link_reason(qemu_get_queue(fallback),
+                                                    NET_LINK_DOWN_ADMIN);
     return 0;
 }
 
