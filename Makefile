@@ -64,7 +64,8 @@ DATADIR := $(OBJ)/$(BUNDLE_DATADIR)
 # netdev-socket covers the stream backend, test-netfilter,
 # test-filter-mirror and test-filter-redirector the link of net clients,
 # device-plug-test unplug).
-QTESTS := driver-status-test failover-pair-test nic-migration-compat-test
+QTESTS := driver-status-test net-link-test failover-pair-test \
+	nic-migration-compat-test
 QTESTS_UPSTREAM := rtl8139-test virtio-net-failover qos-test qmp-cmd-test \
 	test-hmp device-introspect-test netdev-socket test-netfilter \
 	test-filter-mirror test-filter-redirector device-plug-test

@@ -31,7 +31,8 @@ for rev in $($git -C "$src" rev-list --reverse base..HEAD); do
     subject=$($git -C "$src" log -1 --format=%s "$rev")
     $git -C "$work/src" checkout -q --detach "$rev"
     targets=qemu-system-x86_64
-    for t in driver-status-test failover-pair-test nic-migration-compat-test; do
+    for t in driver-status-test net-link-test failover-pair-test \
+             nic-migration-compat-test; do
         if [ -f "$work/src/tests/qtest/$t.c" ]; then
             targets="$targets tests/qtest/$t"
         fi
