@@ -19,6 +19,7 @@
 #include "qemu/sockets.h"
 #include "qobject/qdict.h"
 #include "qobject/qlist.h"
+#include "qobject/qstring.h"
 
 #define DELAY_MS 500
 #define DELAY_NS ((int64_t)DELAY_MS * 1000 * 1000)
@@ -2018,6 +2019,85 @@ static bool frame_arrives(int fd, const char *payload)
 }
 
 /*
+ * Check why the link of @name is down, as query-net-links and info
+ * network show it: @reasons comma-separated, "" for a link that is up
+ */
+static void check_link_reasons(QTestState *qts, const char *name,
+                               const char *reasons)
+{
+    QDict *resp = qtest_qmp(qts, "{ 'execute': 'query-net-links',"
+                            "  'arguments': { 'name': %s } }", name);
+    QList *list = qdict_get_qlist(resp, "return");
+    g_autoptr(GString) found = g_string_new("");
+    g_autofree char *hmp = qtest_hmp(qts, "info network");
+    g_autofree char *client = g_strdup_printf("%s: index=0,", name);
+    g_auto(GStrv) words = g_strsplit(reasons, ",", -1);
+    g_autofree char *joined = g_strjoinv(", ", words);
+    g_autofree char *line = g_strdup_printf("  link down: %s\r\n", joined);
+    QDict *link;
+    QListEntry *entry;
+    const char *next;
+
+    g_assert_cmpint(qlist_size(list), ==, 1);
+    link = qobject_to(QDict, qlist_peek(list));
+    QLIST_FOREACH_ENTRY(qdict_get_qlist(link, "down-reasons"), entry) {
+        QString *reason = qobject_to(QString, qlist_entry_obj(entry));
+
+        g_string_append_printf(found, "%s%s", found->len ? "," : "",
+                               qstring_get_str(reason));
+    }
+    g_assert_cmpstr(found->str, ==, reasons);
+    g_assert_cmpint(qdict_get_bool(link, "up"), ==, !*reasons);
+    qobject_unref(resp);
+
+    /* The line under the client's own */
+    next = strstr(hmp, client);
+    g_assert_nonnull(next);
+    next = strstr(next, "\r\n") + 2;
+    if (*reasons) {
+        g_autofree char *shown = g_strndup(next, strlen(line));
+
+        g_assert_cmpstr(shown, ==, line);
+    } else {
+        g_assert_false(g_str_has_prefix(next, "  link down:"));
+    }
+}
+
+/*
+ * The user's set_link off and the pair's hold are reasons of their own:
+ * set_link on does not lift a hold, and the pair letting go of a NIC,
+ * as when the other NIC is unplugged, does not lift the user's off.
+ */
+static void test_link_reasons(void)
+{
+    g_autofree char *active = NULL;
+    Guest g;
+
+    guest_start(&g, "rtl8139", NULL);
+    primary_driver(&g, true);
+    active = pair_active(g.qts);
+    g_assert_cmpstr(active, ==, "primary");
+    check_link_reasons(g.qts, "nic0", "");
+    check_link_reasons(g.qts, "hs0", "");
+    check_link_reasons(g.qts, "nic1", "hold");
+    check_link_reasons(g.qts, "hs1", "hold");
+
+    set_link(&g, "nic1", false);
+    check_link_reasons(g.qts, "nic1", "admin,hold");
+    check_link_reasons(g.qts, "hs1", "hold");
+    set_link(&g, "nic1", true);
+    check_link_reasons(g.qts, "nic1", "hold");
+    set_link(&g, "nic1", false);
+
+    unplug(&g, true);
+    check_link_reasons(g.qts, "nic1", "admin");
+    check_link_reasons(g.qts, "hs1", "");
+    set_link(&g, "nic1", true);
+    check_link_reasons(g.qts, "nic1", "");
+    guest_stop(&g);
+}
+
+/*
  * The fallback's backend is a stream socket that nobody has connected
  * to yet: its link is down for a reason of its own, which neither the
  * pair nor set_link may lift.  Before, set_link on lifted it and the
@@ -2043,8 +2123,11 @@ static void test_stream_backend(void)
 
     /* The user's word does not connect the socket */
     set_link(&g, "hs1", false);
+    check_link_reasons(g.qts, "hs1", "admin,disconnected");
     set_link(&g, "hs1", true);
     set_link(&g, "nic1", true);
+    check_link_reasons(g.qts, "hs1", "disconnected");
+    check_link_reasons(g.qts, "nic1", "");
     rtl8139_send(&g, "nobody-listens");
     qtest_qmp_assert_success(g.qts, "{ 'execute': 'query-status' }");
 
@@ -2067,6 +2150,8 @@ static void test_stream_backend(void)
     primary_driver(&g, true);
     primary = pair_active(g.qts);
     g_assert_cmpstr(primary, ==, "primary");
+    check_link_reasons(g.qts, "nic1", "hold");
+    check_link_reasons(g.qts, "hs1", "hold");
     rtl8139_send(&g, "held-down");
     g_assert_false(frame_arrives(fd, "held-down"));
 
@@ -3344,6 +3429,7 @@ int main(int argc, char **argv)
                    test_migrate_during_delay);
     qtest_add_func("/failover-pair/migrate-driver-reset",
                    test_migrate_driver_reset);
+    qtest_add_func("/failover-pair/link-reasons", test_link_reasons);
     qtest_add_func("/failover-pair/backend/stream", test_stream_backend);
     qtest_add_func("/failover-pair/backend/hub", test_hub_backend);
     qtest_add_data_func("/failover-pair/announce/on", GINT_TO_POINTER(true),
