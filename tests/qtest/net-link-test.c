@@ -17,7 +17,8 @@
 #define TIMEOUT_S 60
 
 /* A NIC and its backend */
-#define ARGS "-nodefaults -netdev user,id=net0 -device e1000,netdev=net0,id=nic0"
+#define ARGS "-nodefaults -netdev user,id=net0 " \
+             "-device e1000,netdev=net0,id=nic0"
 
 static void set_link(QTestState *qts, const char *name, bool up)
 {
