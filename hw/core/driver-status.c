@@ -149,6 +149,12 @@ void driver_status_report_link_wanted(DriverStatusState *ds)
     notifier_list_notify(&driver_status_listeners, &change);
 }
 
+DriverStatusReporter *driver_status_reporter_of(Object *obj)
+{
+    return (DriverStatusReporter *)object_dynamic_cast(
+        obj, TYPE_DRIVER_STATUS_REPORTER);
+}
+
 DriverStatus driver_status_reporter_get_status(
     DriverStatusReporter *reporter)
 {
@@ -243,21 +249,21 @@ const VMStateDescription vmstate_driver_status = {
 static int driver_status_query_one(Object *obj, void *opaque)
 {
     DriverStatusInfoList ***tail = opaque;
+    DriverStatusReporter *reporter = driver_status_reporter_of(obj);
     DriverStatusInfo *info;
 
-    if (!object_dynamic_cast(obj, TYPE_DRIVER_STATUS_REPORTER) ||
+    if (!reporter ||
         /* Not yet (or no longer) realized: the guest cannot drive it */
         !DEVICE(obj)->realized ||
         /* Its parent (a transport proxy) answers for it */
-        object_dynamic_cast(obj->parent, TYPE_DRIVER_STATUS_REPORTER)) {
+        driver_status_reporter_of(obj->parent)) {
         return 0;
     }
 
     info = g_new0(DriverStatusInfo, 1);
     info->device = g_strdup(DEVICE(obj)->id);
     info->qom_path = object_get_canonical_path(obj);
-    info->status = driver_status_reporter_get_status(
-        DRIVER_STATUS_REPORTER(obj));
+    info->status = driver_status_reporter_get_status(reporter);
     QAPI_LIST_APPEND(*tail, info);
     return 0;
 }

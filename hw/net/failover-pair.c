@@ -237,7 +237,7 @@ static bool failover_pair_nic_wanted(FailoverPairNic *nic)
     if (!nic->dev) {
         return false;
     }
-    r = DRIVER_STATUS_REPORTER(nic->dev);
+    r = driver_status_reporter_of(OBJECT(nic->dev));
     return driver_status_reporter_get_status(r) == DRIVER_STATUS_READY ||
            driver_status_reporter_link_wanted(r);
 }
@@ -529,7 +529,7 @@ static bool failover_pair_find_nic(FailoverPairNic *nic, Error **errp)
                    nic->id, qemu_get_queue(names.other)->model);
         return false;
     }
-    if (!object_dynamic_cast(OBJECT(dev), TYPE_DRIVER_STATUS_REPORTER)) {
+    if (!driver_status_reporter_of(OBJECT(dev))) {
         error_setg(errp, "%s '%s' (%s) does not report guest driver status",
                    nic->role, nic->id, object_get_typename(OBJECT(dev)));
         return false;
@@ -903,6 +903,7 @@ static char *failover_pair_get_active(Object *obj, Error **errp)
 static FailoverPairMember *failover_pair_member(FailoverPairNic *nic)
 {
     FailoverPairMember *m = g_new0(FailoverPairMember, 1);
+    DriverStatusReporter *reporter;
     NICState *state;
     DeviceState *dev;
 
@@ -914,10 +915,10 @@ static FailoverPairMember *failover_pair_member(FailoverPairNic *nic)
         return m;
     }
     m->qom_path = object_get_canonical_path(OBJECT(dev));
-    if (object_dynamic_cast(OBJECT(dev), TYPE_DRIVER_STATUS_REPORTER)) {
+    reporter = driver_status_reporter_of(OBJECT(dev));
+    if (reporter) {
         m->has_driver_status = true;
-        m->driver_status = driver_status_reporter_get_status(
-            DRIVER_STATUS_REPORTER(dev));
+        m->driver_status = driver_status_reporter_get_status(reporter);
     }
     m->has_link_up = true;
     m->link_up = !qemu_get_queue(state)->link_down;

@@ -58,6 +58,20 @@ struct DriverStatusReporterClass {
 };
 
 /**
+ * driver_status_reporter_of:
+ * @obj: any object
+ *
+ * Returns: @obj as a #DriverStatusReporter, or %NULL if it does not
+ * report guest driver status.
+ *
+ * Use this rather than DRIVER_STATUS_REPORTER() on a device from
+ * outside it: with QOM cast debugging, each type a device is checked
+ * against takes one of the few entries of its class's cast cache, and
+ * one more type can evict the cast its data path makes for every frame.
+ */
+DriverStatusReporter *driver_status_reporter_of(Object *obj);
+
+/**
  * driver_status_reporter_get_status:
  * @reporter: a device that reports guest driver status
  *
