@@ -151,7 +151,7 @@ functional: build guest
 		func-x86_64-failover_pair
 
 ## e2e       boot Linux guests with a failover pair kept by
-##           scripts/failover-policy.py over QMP (8 scenarios), then with
+##           scripts/qmp/failover-policy.py over QMP (8 scenarios), then with
 ##           the pair in QEMU on a tap bridge in a network namespace (root)
 e2e: build guest
 	@$(PYTHON) harness/e2e.py --qemu $(BUILD)/qemu-system-x86_64 \
@@ -247,7 +247,7 @@ bench: $(if $(BENCH_NOBUILD),,build) guest pristine nocast
 		--patched-nocast $(BUILD)/qemu-nocast/qemu-system-x86_64 \
 		--pristine-nocast $(PRISTINE)/qemu-nocast/qemu-system-x86_64 \
 		--guest $(GUEST)/guest \
-		--policy-tool $(SRC)/scripts/failover-policy.py \
+		--policy-tool $(SRC)/scripts/qmp/failover-policy.py \
 		--sections "$(subst $(eval) ,$(comma),$(filter-out all,$(bench_py)))" \
 		--repeat "$(BENCH_REPEAT)" --boot-repeat "$(BENCH_BOOT_REPEAT)" \
 		--csv $(BUILD)/bench/bench.csv)

@@ -180,7 +180,7 @@ run_functional functional func-x86_64-failover_pair
 run_py failover-policy "$harness/test-failover-policy.py" \
     --qemu "$obj/qemu-system-x86_64"
 # The Linux guest scenarios with the pair's policy applied over QMP by
-# scripts/failover-policy.py
+# scripts/qmp/failover-policy.py
 run_py e2e "$harness/e2e.py" --qemu "$obj/qemu-system-x86_64" \
     --guest "$guest/guest" --mode tool
 # The same on a tap bridge in a network namespace of its own (root), and

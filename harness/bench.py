@@ -16,7 +16,7 @@ events    wall-clock time from a driver's register writes to QEMU's
           DRIVER_STATUS_CHANGED events (their QMP timestamps); the events a
           TCG guest that flips its drivers in a loop gets out, and whether
           the last one is the current status; the time
-          scripts/failover-policy.py takes to switch the links (patched
+          scripts/qmp/failover-policy.py takes to switch the links (patched
           only).
 boot      wall-clock time from QEMU's start to the first successful ping of
           a real Linux guest (build-glue/guest), lone NICs and pairs.
@@ -922,7 +922,7 @@ def wait_link(q, link, up, timeout=5.0):
 
 
 def policy_run(qemu_bin, tool, workdir, tag):
-    """scripts/failover-policy.py keeps the links of virtio-net and
+    """scripts/qmp/failover-policy.py keeps the links of virtio-net and
     rtl8139 (no pair in QEMU): seconds from the guest's write to the
     tool's switch, for the fallback (minus the delay) and the primary."""
     d = os.path.join(workdir, tag)
@@ -1355,8 +1355,8 @@ def main():
     ap.add_argument('--pristine-nocast', default='',
                     help='the pristine one built the same way')
     ap.add_argument('--guest', required=True, help='folder of vmlinux/vmlinuz, initramfs.gz')
-    ap.add_argument('--policy-tool', default='build/src/scripts/failover-policy.py',
-                    help="the tree's scripts/failover-policy.py")
+    ap.add_argument('--policy-tool', default='build/src/scripts/qmp/failover-policy.py',
+                    help="the tree's scripts/qmp/failover-policy.py")
     ap.add_argument('--sections', default='', help=','.join(SECTIONS) + ' (default: all)')
     ap.add_argument('--repeat', default='', help='runs per data path and latency case (3)')
     ap.add_argument('--boot-repeat', default='', help='boots per configuration (5)')

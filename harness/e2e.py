@@ -5,7 +5,7 @@
 tests/functional/x86_64/test_failover_pair.py boots the project's Linux
 guest with the pair in QEMU on user networking.  This harness runs the
 same scenarios where a functional test cannot: with the pair kept by
-scripts/failover-policy.py over QMP instead of the device (--mode tool),
+scripts/qmp/failover-policy.py over QMP instead of the device (--mode tool),
 and on a tap bridge in a network namespace of its own (--net tap, root).
 
 It boots a small Linux guest (build-glue/guest/build.sh) with a virtio-net
@@ -64,7 +64,7 @@ FALLBACK_DELAY = 0.5
 BOOT_TIMEOUT = 120.0       # QEMU start to the guest's first line, TCG, busy host
 MODES = ('auto', 'real', 'sim', 'tool')
 DEFAULT_POLICY_TOOL = os.path.join(HERE, '..', 'build', 'src', 'scripts',
-                                   'failover-policy.py')
+                                   'qmp', 'failover-policy.py')
 TOOL_START_TIMEOUT = 30.0  # tool start to its first decision (active=none)
 
 
@@ -237,7 +237,7 @@ class Run:
         self.net = net             # a TapNet, or None for user networking
         self.pair_props = pair_props
         self.simulate = simulate
-        # tool mode: scripts/failover-policy.py (path in TOOL) keeps the pair
+        # tool mode: scripts/qmp/failover-policy.py (path in TOOL) keeps the pair
         # over a second QMP socket; no failover-pair device in QEMU.
         self.tool = tool
         assert not (tool and simulate)
@@ -364,7 +364,7 @@ class Run:
             await self._start_tool()
         await self.qmp.execute('cont')
 
-    # -- the pair, kept by scripts/failover-policy.py (tool mode) ----------
+    # -- the pair, kept by scripts/qmp/failover-policy.py (tool mode) ----------
     async def _start_tool(self):
         """Start the policy tool while QEMU is still stopped (-S), and wait
         for its first decision (both links down) so that the guest never
@@ -1138,7 +1138,7 @@ def main():
     ap.add_argument('--mode', default='auto', metavar='MODE[,MODE...]',
                     help='real: use -device failover-pair (--net tap only); '
                     'sim: simulate it with set_link; tool: run '
-                    'scripts/failover-policy.py over a second QMP socket '
+                    'scripts/qmp/failover-policy.py over a second QMP socket '
                     'instead of the device; auto: real with --net tap, tool '
                     'without, sim if the emulator has no pair.  Several, '
                     'comma-separated (e.g. tool,sim), run every scenario in '

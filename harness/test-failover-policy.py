@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 #
-# Test scripts/failover-policy.py against the real emulator: QEMU runs
+# Test scripts/qmp/failover-policy.py against the real emulator: QEMU runs
 # with the qtest accelerator, this test plays the guest drivers by
 # register writes over the qtest socket and reads the link state the
 # guest sees from the NICs' registers, while the tool drives the links
@@ -60,7 +60,7 @@ from typing import Any, Callable, List, Optional, Tuple
 
 BUILD = os.path.join(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))), 'build')
-TOOL = os.path.join(BUILD, 'src', 'scripts', 'failover-policy.py')
+TOOL = os.path.join(BUILD, 'src', 'scripts', 'qmp', 'failover-policy.py')
 DEFAULT_QEMU = os.path.join(BUILD, 'qemu-system-x86_64')
 DEFAULT_PYTHON_DIR = os.path.join(BUILD, 'src', 'python')
 

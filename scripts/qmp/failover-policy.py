@@ -65,7 +65,7 @@ It exits with status 1 when it cannot connect or a command fails.
 
 It needs the ``qemu.qmp`` package: from QEMU's source tree
 (``python/``, found automatically when the script runs from the
-tree's ``scripts/`` directory, otherwise set PYTHONPATH) or from PyPI.
+tree's ``scripts/qmp/`` directory, otherwise set PYTHONPATH) or from PyPI.
 """
 
 import argparse
@@ -78,7 +78,7 @@ import time
 from typing import Dict, List, Optional, Set, Tuple
 
 
-sys.path.append(os.path.join(os.path.dirname(__file__), '..', 'python'))
+sys.path.append(os.path.join(os.path.dirname(__file__), '..', '..', 'python'))
 try:
     # pylint: disable=wrong-import-position
     from qemu.qmp import (
