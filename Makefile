@@ -6,6 +6,12 @@
 
 include build-glue/upstream.conf
 
+# The version make series gives the series: [PATCH vN nn/NN].  The first
+# SERIES_FIXES commits of the queue fix upstream bugs the series needs;
+# they go out first, as a series of their own.
+SERIES_VERSION := 5
+SERIES_FIXES := 2
+
 CACHE ?= $(HOME)/.cache/qemu-driver-status
 # tests/functional's asset cache, where make guest puts the guest's files
 # for test_failover_pair.py (the functional tests' own default)
@@ -172,6 +178,9 @@ fuzz: build-san
 	@sh build-glue/fuzz.sh $(SAN) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 ## check     build, run every test suite, verify the exported series
+# make check exports the series only to verify it, so it signs it with
+# an identity of its own, as CI has none
+check: export SERIES_IDENTITY = make check <check@example.invalid>
 check: build build-san pristine docs series guest
 	@CHECK_FUZZ_SECONDS=$(CHECK_FUZZ_SECONDS) \
 		SAN="$(SAN)" SAN_QTESTS="$(SAN_QTESTS)" \
@@ -180,10 +189,16 @@ check: build build-san pristine docs series guest
 		sh build-glue/check.sh $(OBJ) "$(QTESTS) $(QTESTS_UPSTREAM)" \
 		$(GUEST)
 
-## series    export the series as build/series/*.patch and checkpatch it
+## series    export the series, signed by you (git config user.name and
+##           user.email): the upstream fixes at its head as a series of their
+##           own in build/series/fixes, the rest as [PATCH vN nn/NN] in
+##           build/series; check that both apply to the base and reproduce
+##           build/src, and checkpatch them
 series: prepare
-	@$(QUEUE) export --output $(BUILD)/series
+	@$(QUEUE) export --output $(BUILD)/series --version $(SERIES_VERSION) \
+		--fixes $(SERIES_FIXES)
 	@$(QUEUE) verify --series $(BUILD)/series
+	@sh build-glue/checkpatch.sh $(SRC) $(BUILD)/series/fixes
 	@sh build-glue/checkpatch.sh $(SRC) $(BUILD)/series
 
 ## bisect    build every commit of the series on its own

@@ -8,7 +8,7 @@ src=$1
 series=$(cd "$2" && pwd)
 bad=0
 for patch in "$series"/*.patch; do
-    case "$patch" in */0000-cover-letter.patch) continue ;; esac
+    case "$patch" in *0000-cover-letter.patch) continue ;; esac
     out=$(cd "$src" && ./scripts/checkpatch.pl "$patch" 2>&1)
     total=$(printf '%s\n' "$out" | sed -n 's/^total: //p')
     printf 'checkpatch  %-70s %s\n' "$(basename "$patch")" "$total"

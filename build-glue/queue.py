@@ -35,6 +35,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import textwrap
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PATCHES = os.path.join(TOP, 'patches')
@@ -426,28 +427,154 @@ def cmd_refresh(args):
     cmd_import(args)
 
 
-def cmd_export(args):
-    out = os.path.abspath(args.output)
-    shutil.rmtree(out, ignore_errors=True)
-    git('format-patch', '-q', '--zero-commit', '--no-signature',
-        '--cover-letter', '--cover-from-description=subject', '-o', out,
-        'base..HEAD')
-    cover = os.path.join(out, '0000-cover-letter.patch')
-    text = open(cover).read()
-    blurb = open(os.path.join(PATCHES, 'cover-letter.txt')).read()
+# The identity the queue's commits carry; make series signs with the
+# poster's own in its place
+PLACEHOLDER = 'Driver Status Dev <dev@localhost>'
+PLACEHOLDER_NAME = PLACEHOLDER[:PLACEHOLDER.index(' <')]
+IDENTITY_HELP = ('make series signs the patches as you: set git config '
+                 'user.name and user.email (or SERIES_IDENTITY="Name <email>")')
+COVER = os.path.join(PATCHES, 'cover-letter.txt')
+FIXES_COVER = os.path.join(PATCHES, 'fixes-cover-letter.txt')
+# What changed in each patch since the last version, put under its ---
+CHANGES = os.path.join(PATCHES, 'changes.txt')
+
+
+def poster_identity():
+    """The poster's "Name <email>": SERIES_IDENTITY, or git config."""
+    ident = os.environ.get('SERIES_IDENTITY', '').strip()
+    if not ident:
+        def config(key):
+            return subprocess.run(['git', 'config', key], cwd=TOP, text=True,
+                                  capture_output=True).stdout.strip()
+        name, email = config('user.name'), config('user.email')
+        if name and email:
+            ident = '%s <%s>' % (name, email)
+    if not re.fullmatch(r'[^<>@]+ <[^<>@\s]+@[^<>\s]+>', ident):
+        raise QueueError(IDENTITY_HELP)
+    return ident
+
+
+def read_changes():
+    """{subject: text} from patches/changes.txt: a subject at the start
+    of a line, then its lines, indented by four spaces."""
+    changes, subject = {}, None
+    for line in open(CHANGES):
+        line = line.rstrip('\n')
+        if line.startswith('#') or not line.strip():
+            continue
+        if line.startswith('    '):
+            if subject is None:
+                raise QueueError('%s: text before any subject' % CHANGES)
+            changes[subject] += line[4:] + '\n'
+        else:
+            subject = line.strip()
+            changes[subject] = ''
+    return changes
+
+
+def patch_files(folder):
+    return sorted(os.path.join(folder, p) for p in os.listdir(folder)
+                  if p.endswith('.patch')
+                  and not p.endswith('0000-cover-letter.patch'))
+
+
+def maintainers_to_cc(patches, poster):
+    """Cc: lines for the cover letter: get_maintainer.pl on every patch,
+    without the poster and the lists"""
+    res = subprocess.run(['perl', 'scripts/get_maintainer.pl', '--no-git',
+                          '--no-git-fallback', '--no-rolestats', '--no-roles',
+                          '--no-l'] + patches,
+                         cwd=SRC, text=True, capture_output=True)
+    if res.returncode != 0:
+        raise QueueError('get_maintainer.pl failed:\n' + res.stderr)
+    # The new sections' M: is the queue's identity in build/src
+    skip = (poster[poster.index('<'):], PLACEHOLDER[PLACEHOLDER.index('<'):])
+    seen = []
+    for line in res.stdout.splitlines():
+        line = line.strip()
+        if line and not any(e in line for e in skip) and line not in seen:
+            seen.append(line)
+    return ''.join('Cc: %s\n' % who for who in seen)
+
+
+def write_cover(path, blurb, cc):
+    """Fill in the cover letter git format-patch wrote at PATH."""
     subject, body = blurb.split('\n', 1)
+    text = open(path).read()
     text = text.replace('*** SUBJECT HERE ***', subject.strip())
-    body = body.strip() + ('\n\nBased on upstream QEMU v%s and the 11.0 '
-                           'machine types of its master.\n'
-                           % UPSTREAM['QEMU_VERSION'])
-    text = re.sub(r'\*\*\* BLURB HERE \*\*\*\n', lambda m: body, text)
-    with open(cover, 'w') as f:
-        f.write(text)
-    print('wrote %d patches to %s' % (len(commits()), out))
+    text = re.sub(r'\*\*\* BLURB HERE \*\*\*\n', lambda m: body.strip() + '\n',
+                  text)
+    # Cc: goes with the headers, before the blank line that ends them
+    head, rest = text.split('\n\n', 1)
+    with open(path, 'w') as f:
+        f.write(head + '\n' + cc + '\n' + rest)
+
+
+def sign(paths, poster, changes):
+    """Put the poster's identity in, and each patch's changes under ---."""
+    poster_name = poster[:poster.index(' <')]
+    for path in paths:
+        text = open(path).read().replace(PLACEHOLDER, poster)
+        # the cover letter's shortlog names the author alone
+        text = re.sub(r'^%s \((\d+)\):$' % re.escape(PLACEHOLDER_NAME),
+                      lambda m: '%s (%s):' % (poster_name, m.group(1)), text,
+                      flags=re.M)
+        m = re.search(r'^Subject: \[[^]]*\] (.*(?:\n .*)*)', text, re.M)
+        subject = m.group(1).replace('\n ', ' ') if m else ''
+        note = changes.pop(subject, None)
+        if note:
+            text = text.replace('\n---\n', '\n---\n' + note + '\n', 1)
+        with open(path, 'w') as f:
+            f.write(text)
+
+
+def cmd_export(args):
+    poster = poster_identity()
+    out = os.path.abspath(args.output)
+    fixes_out = os.path.join(out, 'fixes')
+    shutil.rmtree(out, ignore_errors=True)
+    revs = commits()
+    if not 0 <= args.fixes < len(revs):
+        raise QueueError('--fixes %d: the queue has %d commits'
+                         % (args.fixes, len(revs)))
+    fmt = ['format-patch', '-q', '--zero-commit', '--no-signature',
+           '--cover-letter', '--cover-from-description=subject']
+    split = revs[args.fixes - 1] if args.fixes else 'base'
+    if args.fixes:
+        git(*fmt, '-o', fixes_out, 'base..' + split)
+    git(*fmt, '-v', str(args.version), '-o', out, split + '..HEAD')
+    changes = read_changes()
+
+    blurb = open(COVER).read().strip() + '\n'
+    if args.fixes:
+        fixes = patch_files(fixes_out)
+        sign(fixes + [os.path.join(fixes_out, '0000-cover-letter.patch')],
+             poster, changes)
+        write_cover(os.path.join(fixes_out, '0000-cover-letter.patch'),
+                    open(FIXES_COVER).read(),
+                    'Cc: qemu-stable@nongnu.org\n'
+                    + maintainers_to_cc(fixes, poster))
+        subjects = [git('log', '-1', '--format=%s', r).strip()
+                    for r in revs[:args.fixes]]
+        blurb += ('\n%s\n\n%s' % (textwrap.fill(
+            'Based on upstream QEMU v%s and the 11.0 machine types of its '
+            'master, with these fixes, posted as a series of their own, '
+            'applied first:' % UPSTREAM['QEMU_VERSION'], 72),
+            ''.join('  %s\n' % s for s in subjects)))
+    main = patch_files(out)
+    cover = os.path.join(out, 'v%d-0000-cover-letter.patch' % args.version)
+    sign(main + [cover], poster, changes)
+    write_cover(cover, blurb, maintainers_to_cc(main, poster))
+    if changes:
+        raise QueueError('%s names no patch of the series: %s'
+                         % (CHANGES, '; '.join(changes)))
+    print('wrote %d fixes to %s and %d patches (v%d) to %s, signed by %s'
+          % (args.fixes, fixes_out, len(main), args.version, out, poster))
 
 
 def cmd_verify(args):
-    """Apply the exported series to base with git am."""
+    """Apply the exported fixes, then the series, to base with git am."""
+    poster = poster_identity()
     tree = os.path.join(BUILD, 'verify')
     if os.path.isdir(tree):
         git('worktree', 'remove', '--force', tree, check=False)
@@ -457,18 +584,24 @@ def cmd_verify(args):
     # patches/local brings in.
     git('worktree', 'add', '-q', '--detach', tree, 'base')
     series = os.path.abspath(args.series)
-    patches = sorted(os.path.join(series, p)
-                     for p in os.listdir(series)
-                     if p.endswith('.patch') and not p.startswith('0000-'))
+    fixes = os.path.join(series, 'fixes')
+    patches = (patch_files(fixes) if os.path.isdir(fixes) else []) + \
+        patch_files(series)
     res = subprocess.run(['git'] + GIT_ID + ['am', '-q'] + patches,
                          cwd=tree, text=True, capture_output=True)
     if res.returncode != 0:
         raise QueueError('the series does not apply to base:\n'
                          + res.stdout + res.stderr)
-    mine = git('rev-parse', 'HEAD^{tree}', cwd=tree).strip()
+    # The tree built has the queue's identity where the poster's is now
+    maintainers = os.path.join(tree, 'MAINTAINERS')
+    text = open(maintainers).read()
+    with open(maintainers, 'w') as f:
+        f.write(text.replace(poster, PLACEHOLDER))
+    git('add', '-A', cwd=tree)
+    mine = git('write-tree', cwd=tree).strip()
     built = git('rev-parse', 'HEAD^{tree}').strip()
     if mine != built:
-        diff = git('diff', '--stat', 'HEAD', cwd=tree)
+        diff = git('diff', '--stat', 'HEAD', mine)
         raise QueueError('the series on pristine upstream differs from the '
                          'tree that was built:\n' + diff)
     git('worktree', 'remove', '--force', tree)
@@ -489,6 +622,10 @@ def main():
     p.set_defaults(func=cmd_import)
     p = sub.add_parser('export')
     p.add_argument('--output', default=os.path.join(BUILD, 'series'))
+    p.add_argument('--version', type=int, required=True,
+                   help='N of [PATCH vN nn/NN]')
+    p.add_argument('--fixes', type=int, default=0,
+                   help='the first FIXES commits are a series of their own')
     p.set_defaults(func=cmd_export)
     p = sub.add_parser('verify')
     p.add_argument('--series', default=os.path.join(BUILD, 'series'))
