@@ -172,6 +172,9 @@ san_lane() {
     echo "$passed $failed$suites_failed" >"$log/san-lane.tally"
 }
 
+# The project's documents: every relative link names a file and heading
+run_py links "$here/check-links.py" "$here/.."
+
 if [ -n "${SAN:-}" ]; then
     rm -f "$log/san-lane.tally"
     (passed=0 failed=0 suites_failed=; san_lane) >"$log/san-lane.out" 2>&1 &
